@@ -1,0 +1,136 @@
+"""What every executor takes and gives back.
+
+An executor turns a :class:`PreparedRun` (what to run, where, with which cores and
+environment) into a running process tree, and reports a :class:`RunResult` when the
+tree is gone. The job lifecycle never touches processes directly: it holds a
+:class:`RunHandle`, waits on it, and asks it to stop.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+#: Name of the environment variable that marks every process of one job. The value is
+#: unique per run; the final sweep of a stop finds escaped processes (double-forked
+#: daemons that left the process group) by it.
+MARKER_ENV = "AGENT_JOB_MARKER"
+
+
+class NodeError(Exception):
+    """The node cannot run this job (no mpiexec, cannot spawn, ...): not the job's fault.
+
+    The lifecycle gives the job back to the queue when it sees this.
+    """
+
+
+class MpiNotFoundError(NodeError):
+    """A job asked for MPI and no usable mpiexec was found on this node."""
+
+
+LineCallback = Callable[[str], None]
+"""Called with each line of the job's output (decoded, without the newline)."""
+
+LineFilter = Callable[[str], str]
+"""Applied to each line before it reaches the log file and the line callback
+(redaction of secrets)."""
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """Everything an executor needs to run one command of a job."""
+
+    command: str | Sequence[str]
+    """A string is run by ``/bin/sh -c``; a sequence is the argv."""
+    cwd: Path
+    log_path: Path
+    """Combined stdout+stderr go here (appended: pre/post-process share the file)."""
+    marker: str
+    """Unique value of :data:`MARKER_ENV` for this run's processes."""
+    cores: frozenset[int] = frozenset()
+    """Allocated core ids; empty means no pinning and a count of 1 for thread vars."""
+    job_env: Mapping[str, str] = field(default_factory=dict)
+    """Variables the job gets on top of the inherited allowlist (envVars, AGENT_*)."""
+    inherit_env: Sequence[str] = ()
+    """Names (``fnmatch`` patterns) taken from the agent's own environment."""
+    walltime: float | None = None
+    """Seconds; None means unlimited."""
+    kill_grace: float = 10.0
+    """Seconds between SIGTERM and SIGKILL to the group when stopping."""
+    max_log_bytes: int = 100 * 1024 * 1024
+    """Cap of the log file; output beyond it is still scanned but not written."""
+    ranks: int = 1
+    """MPI ranks (ignored by the subprocess executor)."""
+    on_line: LineCallback | None = None
+    line_filter: LineFilter | None = None
+
+
+class EndKind(enum.Enum):
+    """How a process tree ended."""
+
+    EXITED = "exited"
+    """The main process exited by itself (any code)."""
+    SIGNALED = "signaled"
+    """The main process died of a signal nobody here sent."""
+    WALLTIME = "walltime"
+    """The executor stopped it because the walltime ran out."""
+    STOPPED = "stopped"
+    """Stopped on request (:meth:`RunHandle.stop`)."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What is known about a run once its whole process tree is gone."""
+
+    kind: EndKind
+    exit_code: int | None
+    """The main process's exit code, when it exited normally."""
+    signal: int | None
+    """The signal that ended the main process, when one did."""
+    duration: float
+    """Seconds from start to the end of the tree."""
+    peak_rss_bytes: int
+    """Highest sum of RSS over the process tree, sampled."""
+    cpu_seconds: float
+    """User + system CPU time of the tree."""
+    log_bytes: int
+    """Bytes the job printed (written or not)."""
+    log_truncated: bool
+    """Output went past ``max_log_bytes`` and the rest was not written."""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.kind is EndKind.EXITED and self.exit_code == 0
+
+
+@runtime_checkable
+class RunHandle(Protocol):
+    """A started run."""
+
+    @property
+    def pid(self) -> int: ...
+
+    async def wait(self) -> RunResult:
+        """Wait until the main process has ended and the whole tree is gone."""
+        ...
+
+    async def stop(self) -> None:
+        """Ask the tree to end: SIGTERM to the group, grace, SIGKILL, sweep.
+
+        Returns once the stop has been set going; :meth:`wait` reports the end with
+        :attr:`EndKind.STOPPED`. Calling it twice, or after the end, is harmless.
+        """
+        ...
+
+
+class Executor(Protocol):
+    """Runs a prepared command on this host."""
+
+    name: str
+
+    async def start(self, run: PreparedRun) -> RunHandle:
+        """Start the run. Raises :class:`NodeError` when this node cannot run it."""
+        ...
