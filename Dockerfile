@@ -1,0 +1,28 @@
+# Sidecar image: non-root user, tini as PID 1 (reaps orphans, forwards signals), healthcheck.
+FROM python:3.11-slim
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 10001 agent \
+ && mkdir -p /var/lib/agent && chown agent:agent /var/lib/agent
+
+WORKDIR /opt/agent
+COPY pyproject.toml README.md ./
+COPY agent ./agent
+COPY executors ./executors
+COPY examples ./examples
+RUN pip install --no-cache-dir '.[mpi]'
+
+USER agent
+ENV AGENT_STATE_DIR=/var/lib/agent \
+    AGENT_LOG__FORMAT=json
+VOLUME ["/var/lib/agent"]
+
+# `agent check` logs in and looks at the node slots: healthy means the server answers
+# and this agent's credentials work.
+HEALTHCHECK --interval=60s --timeout=30s --start-period=30s --retries=3 \
+    CMD ["agent", "check"]
+
+ENTRYPOINT ["/usr/bin/tini", "--", "agent"]
+CMD ["run"]

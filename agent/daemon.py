@@ -1,0 +1,279 @@
+"""The agent: node slots, the poll loop, and shutdown.
+
+``node.slots`` nodes are registered as ``(ip, index)``; each runs at most one job. The
+loop lists pending jobs (oldest first), skips those that are not ours (executor class)
+or can never fit, takes the first that fits what is free now, acquires it (406 → the
+next candidate) and runs it in the background. It polls again at once when a job
+ends, else after ``poll.interval`` with jitter, backing off on server errors.
+
+Shutdown escalates: :meth:`Agent.drain` stops taking work; after
+``shutdown.drain_timeout`` (or at once on :meth:`Agent.stop_now`) running jobs are
+stopped and given back.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import anyio
+import psutil
+import structlog
+
+from agent.config import Settings
+from agent.host import host_ip, usable_cores, usable_memory_mb
+from agent.jobrun import AgentContext, JobReport, JobRun
+from agent.outcome import EndReason, Outcome
+from agent.recovery import recover_node
+from agent.server import Job, JobTaken, ServerError, ServerUnreachable, Template
+from agent.slots import Allocation, Allocator, Need, why_never_fits
+from agent.spec import RunSpec, SpecError, resolve_job_spec
+
+logger = structlog.get_logger("agent")
+
+HEARTBEAT_SECONDS = 30.0
+
+
+@dataclass
+class Slot:
+    index: int
+    node: int
+    job: int | None = None
+
+
+def need_of(spec: RunSpec | SpecError) -> Need:
+    """Resources a job asks for; an invalid spec needs one core (it only reports)."""
+    if isinstance(spec, SpecError):
+        return Need({"cores": 1})
+    return Need({"cores": spec.cores}, spec.memory_mb or 0, spec.queue)
+
+
+def resolve_spec(template: Template, job: Job) -> RunSpec | SpecError:
+    parameters = {name: p.model_dump() for name, p in template.parameters.items()}
+    try:
+        return resolve_job_spec(parameters, job.parameter_values, job.input_values)
+    except SpecError as exc:
+        return exc
+
+
+@dataclass
+class Agent:
+    context: AgentContext
+    exit_when_idle: bool = False
+    only_job: int | None = None
+    """``run-once --job PK``: consider this job only."""
+    max_jobs: int | None = None
+    """Stop taking work after this many jobs (``run-once``: 1)."""
+    reports: list[JobReport] = field(default_factory=list)
+    slots: list[Slot] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        settings = self.context.settings
+        self.ip = settings.node.ip or host_ip(settings.server.url)
+        self.allocator = Allocator(
+            {"cores": usable_cores(settings.node)}, usable_memory_mb(settings.node)
+        )
+        self._draining = False
+        self._wake = anyio.Event()
+        self._skipped: dict[int, str] = {}
+        self._taken = 0
+        self.idle_polls = 0
+
+    @property
+    def settings(self) -> Settings:
+        return self.context.settings
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    @property
+    def busy(self) -> bool:
+        return any(slot.job is not None for slot in self.slots)
+
+    # -------------------------------------------------------------- nodes
+
+    async def register(self) -> None:
+        """Find or create this agent's nodes, recovering any interrupted job."""
+        client = self.context.client
+        cpu_mem = usable_memory_mb(self.settings.node)
+        self.slots = []
+        for index in range(self.settings.node.slots):
+            node = await client.find_node(self.ip, index)
+            if node is None:
+                node = await client.create_node(
+                    self.ip,
+                    index,
+                    cpu_mem=cpu_mem,
+                    gpu_mem=0,
+                    driver_version=None,
+                    hardware_generation=_cpu_model(),
+                )
+                logger.info("node registered", node=node.pk, ip=self.ip, index=index)
+            await recover_node(
+                client,
+                self.context.journal,
+                node.pk,
+                node.current_job,
+                self.settings.run.kill_grace,
+            )
+            self.slots.append(Slot(index, node.pk))
+
+    async def heartbeat(self) -> None:
+        while True:
+            await anyio.sleep(HEARTBEAT_SECONDS)
+            for slot in self.slots:
+                try:
+                    await self.context.client.ping(slot.node)
+                except (ServerError, ServerUnreachable) as exc:
+                    logger.warning("heartbeat failed", node=slot.node, error=str(exc))
+
+    # -------------------------------------------------------------- shutdown
+
+    def drain(self, why: str = "agent stopping") -> None:
+        """Take no new work; running jobs go on until the drain timeout."""
+        self._draining = True
+        self.context.stop_message = why
+        self._wake.set()
+
+    def stop_now(self, why: str = "agent stopping") -> None:
+        """Stop running jobs now and give them back."""
+        self.drain(why)
+        self.context.stop_jobs.set()
+
+    # -------------------------------------------------------------- the loop
+
+    async def run(self) -> list[JobReport]:
+        """Register, then poll and run jobs until drained (or idle, if asked)."""
+        await self.register()
+        async with anyio.create_task_group() as group:
+            group.start_soon(self.heartbeat)
+            await self._poll_loop(group)
+            while self.busy:
+                await self._wait_for_change(None)
+            group.cancel_scope.cancel()
+        return self.reports
+
+    def _done_taking_work(self) -> bool:
+        return self._draining or (self.max_jobs is not None and self._taken >= self.max_jobs)
+
+    async def _poll_loop(self, group: anyio.abc.TaskGroup) -> None:
+        backoff = 0.0
+        while not self._done_taking_work():
+            if not any(slot.job is None for slot in self.slots):
+                await self._wait_for_change(None)
+                continue
+            try:
+                taken = await self._take_jobs(group)
+                backoff = 0.0
+            except Exception as exc:
+                backoff = min(max(backoff * 2, 1.0), self.settings.poll.max_backoff)
+                known = isinstance(exc, ServerError | ServerUnreachable)
+                logger.warning(
+                    "polling failed", error=str(exc), retry_in=round(backoff, 1), exc_info=not known
+                )
+                await self._wait_for_change(backoff)
+                continue
+            if taken:
+                continue
+            self.idle_polls += 1
+            if self.exit_when_idle and not self.busy:
+                return
+            interval = self.settings.poll.interval
+            await self._wait_for_change(interval * random.uniform(0.8, 1.2))  # noqa: S311
+
+    async def _wait_for_change(self, timeout: float | None) -> None:
+        """Sleep until a job ends, a drain starts, or ``timeout`` passes."""
+        self._wake = anyio.Event()
+        if timeout is None:
+            await self._wake.wait()
+            return
+        with anyio.move_on_after(timeout):
+            await self._wake.wait()
+
+    async def _candidates(self) -> list[Job]:
+        client = self.context.client
+        if self.only_job is not None:
+            job = await client.get_job(self.only_job)
+            pending = job.start_time is None and job.node is None and not job.error_reason
+            return [job] if pending else []
+        return await client.list_pending_jobs()
+
+    async def _take_jobs(self, group: anyio.abc.TaskGroup) -> int:
+        """Acquire as many fitting jobs as there are free slots; returns how many."""
+        client = self.context.client
+        taken = 0
+        for job in await self._candidates():
+            free = [slot for slot in self.slots if slot.job is None]
+            if not free or self._done_taking_work():
+                break
+            if job.pk in self._skipped:
+                continue
+            template = await client.get_template(job.template.pk, job.template.version)
+            if template.executor_class not in self.settings.server.executor_classes:
+                self._skip(job.pk, f"executor_class {template.executor_class!r} is not ours")
+                continue
+            spec = resolve_spec(template, job)
+            need = need_of(spec)
+            never = why_never_fits(
+                need, self.allocator.capacity, self.allocator.memory_mb, self.settings.node.queues
+            )
+            if never is not None:
+                self._skip(job.pk, never)
+                continue
+            allocation = self.allocator.allocate(need)
+            if allocation is None:
+                continue  # fits later, when a running job ends
+            slot = free[0]
+            try:
+                acquired = await client.acquire(job.pk, slot.node)
+            except JobTaken:
+                self.allocator.release(allocation)
+                logger.info("job taken by another node", job=job.pk)
+                continue
+            except BaseException:
+                self.allocator.release(allocation)
+                raise
+            slot.job = job.pk
+            self._taken += 1
+            taken += 1
+            logger.info("job acquired", job=job.pk, node=slot.node)
+            group.start_soon(self._run_job, acquired, slot, spec, allocation)
+        return taken
+
+    def _skip(self, job: int, why: str) -> None:
+        self._skipped[job] = why
+        logger.info("leaving job for other agents", job=job, why=why)
+
+    async def _run_job(
+        self, job: Job, slot: Slot, spec: RunSpec | SpecError, allocation: Allocation
+    ) -> None:
+        try:
+            report = await JobRun(self.context, job, slot.node, spec, allocation.cores).run()
+        except Exception as exc:  # JobRun reports its own faults; this is a last resort
+            logger.exception("job run crashed", job=job.pk)
+            report = JobReport(job.pk, Outcome(EndReason.NODE_ERROR, False, str(exc)))
+        finally:
+            self.allocator.release(allocation)
+            slot.job = None
+            self._wake.set()
+        self.reports.append(report)
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()[:100]
+    except OSError:
+        pass
+    return f"{psutil.cpu_count(logical=True)} cpus"
+
+
+def summarize(reports: Sequence[JobReport]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for report in reports:
+        counts[report.outcome.reason.value] = counts.get(report.outcome.reason.value, 0) + 1
+    return counts

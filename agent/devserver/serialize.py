@@ -1,0 +1,101 @@
+"""Database rows → the JSON shapes the real server's serialisers produce."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from agent.devserver.phases import Phase, phase_of
+
+_CHUNK = 500
+
+JOB_SELECT = (
+    "SELECT j.*, t.name AS t_name, t.version AS t_version "
+    "FROM jobs j JOIN templates t ON t.pk = j.template"
+)
+
+
+def node_json(row: sqlite3.Row) -> dict[str, Any]:
+    """A node: pk, ip, index, cpu_mem, gpu_mem, driver_version, hardware_generation,
+    current_job (pk or null) and last_seen."""
+    return {
+        "pk": row["pk"],
+        "ip": row["ip"],
+        "index": row["idx"],
+        "cpu_mem": row["cpu_mem"],
+        "gpu_mem": row["gpu_mem"],
+        "driver_version": row["driver_version"],
+        "hardware_generation": row["hardware_generation"],
+        "current_job": row["current_job"],
+        "last_seen": row["last_seen"],
+    }
+
+
+def template_json(row: sqlite3.Row) -> dict[str, Any]:
+    """A (workable) job template."""
+    return {
+        "pk": row["pk"],
+        "name": row["name"],
+        "version": row["version"],
+        "scope": row["scope"],
+        "licence": row["licence"],
+        "description": row["description"],
+        "type": row["job_type"],
+        "executor_class": row["executor_class"],
+        "required_packages": row["required_packages"],
+        "parameters": json.loads(row["parameters"]),
+        "creator": row["creator"],
+        "creation_time": row["creation_time"],
+        "deletion_time": row["deletion_time"],
+    }
+
+
+def output_info_json(row: sqlite3.Row) -> dict[str, Any]:
+    """An output's metadata (the `/info` reply and the upload reply)."""
+    return {
+        "pk": row["pk"],
+        "job": row["job"],
+        "name": row["name"],
+        "type": row["type"],
+        "filename": row["filename"],
+        "size": row["size"],
+        "creator": row["creator"],
+        "creation_time": row["creation_time"],
+        "deletion_time": row["deletion_time"],
+    }
+
+
+def job_json(row: sqlite3.Row, outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A job, from a `JOB_SELECT` row and its outputs (soft-deleted ones included)."""
+    phase = phase_of(row["start_time"], row["end_time"], row["error_reason"])
+    return {
+        "pk": row["pk"],
+        "template": {"pk": row["template"], "name": row["t_name"], "version": row["t_version"]},
+        "parent": row["parent"],
+        "start_time": row["start_time"],
+        "end_time": row["end_time"],
+        "error_reason": row["error_reason"],
+        "input_values": json.loads(row["input_values"]),
+        "parameter_values": json.loads(row["parameter_values"]),
+        "node": row["node"],
+        "outputs": outputs,
+        "description": row["description"],
+        "is_cancelled": phase is Phase.CANCELLED,
+        "creator": row["creator"],
+        "creation_time": row["creation_time"],
+        "deletion_time": row["deletion_time"],
+    }
+
+
+def jobs_json(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
+    """Several jobs with their outputs, fetched a few hundred jobs per query."""
+    pks = [row["pk"] for row in rows]
+    outputs: dict[int, list[dict[str, Any]]] = {pk: [] for pk in pks}
+    for start in range(0, len(pks), _CHUNK):
+        chunk = pks[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        query = f"SELECT pk, job, name, type FROM outputs WHERE job IN ({marks}) ORDER BY pk"  # noqa: S608
+        for out in conn.execute(query, chunk):
+            outputs[out["job"]].append({"pk": out["pk"], "name": out["name"], "type": out["type"]})
+    return [job_json(row, outputs[row["pk"]]) for row in rows]

@@ -1,0 +1,412 @@
+"""One acquired job, from staging to the last server call.
+
+The order is DESIGN.md's: stage (inputs, templates, pre-process) while the job is
+still CREATED → ``start`` → run with cancel, progress and stop watchers → post-process
+→ outputs + log → the calls :func:`agent.outcome.decide` returns. The reporting half
+runs shielded from cancellation, so a stopping agent still tells the server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import anyio
+import structlog
+
+from agent.config import Settings
+from agent.execution import Execution, StepOutcome, Watcher, make_executor, output_problems
+from agent.journal import Journal, JournalEntry
+from agent.outcome import CallKind, EndReason, Outcome, ServerCall, decide, uploads_results
+from agent.outputs import CollectedOutput, OutputBlocked, upload_output
+from agent.redact import Redactor
+from agent.server import Conflict, Job, ServerClient, ServerError, ServerUnreachable
+from agent.spec import RunSpec, SpecError
+from agent.staging import JobFault, stage
+from agent.workspace import Workspace
+from executors.base import NodeError
+
+logger = structlog.get_logger("agent.job")
+
+ServerTrouble = (ServerError, ServerUnreachable)
+
+
+class JobObserver(Protocol):
+    """Told about a job's progress (``agent run-once`` draws a bar with it)."""
+
+    def started(self, job: int, execution: Execution) -> None: ...
+
+    def ended(self, report: JobReport) -> None: ...
+
+
+@dataclass
+class AgentContext:
+    """What every job run needs from the agent around it."""
+
+    settings: Settings
+    client: ServerClient
+    redactor: Redactor
+    journal: Journal
+    stop_jobs: anyio.Event = field(default_factory=anyio.Event)
+    """Set when running jobs must stop and go back to the queue (agent shutdown)."""
+    observer: JobObserver | None = None
+    stop_message: str = "agent stopping"
+
+
+@dataclass
+class JobReport:
+    """How a job ended on this node, for logs, ``run-once`` and the demo table."""
+
+    job: int
+    outcome: Outcome
+    summary: dict[str, Any] = field(default_factory=dict)
+    uploaded: list[str] = field(default_factory=list)
+    workspace: str | None = None
+
+
+def node_label(settings: Settings, node: int) -> str:
+    return f"node {node} ({settings.node.ip or socket.gethostname()})"
+
+
+async def start_on_server(client: ServerClient, job: int, node: int) -> None:
+    """``start``, first freeing the node of a job an admin aborted (PROTOCOL.md quirk:
+    abort leaves ``node.current_job`` set until the node finishes it, a 200 no-op)."""
+    try:
+        await client.start(job, node)
+    except Conflict:
+        stale = (await client.get_node(node)).current_job
+        if stale is None or stale == job:
+            raise
+        logger.warning("freeing node of a stale job before start", stale_job=stale)
+        await client.finish(stale, node, False, "node: job was aborted")
+        await client.start(job, node)
+
+
+# ------------------------------------------------------------------ watchers
+
+
+def cancel_watcher(client: ServerClient, job: int, node: int, interval: float) -> Watcher:
+    """Stop the run when the server says the job was cancelled or taken away."""
+
+    async def watch(execution: Execution, _handle: object) -> None:
+        while True:
+            await anyio.sleep(interval)
+            try:
+                current = await client.get_job(job, node=node)
+            except ServerTrouble as exc:
+                logger.warning("cancel check failed", error=str(exc))
+                continue
+            if current.is_cancelled or current.error_reason or current.node != node:
+                why = current.error_reason or "released on the server"
+                await execution.stop(EndReason.CANCELLED, f"cancelled on the server ({why})")
+                return
+
+    return watch
+
+
+def progress_watcher(client: ServerClient, job: int, node: int) -> Watcher:
+    """Post progress (coalesced by the tracker); a 406 means the job was cancelled."""
+
+    async def watch(execution: Execution, _handle: object) -> None:
+        tracker = execution.tracker
+        while True:
+            execution.progress_from_file()
+            post = tracker.due(anyio.current_time())
+            if post is not None:
+                try:
+                    await client.progress(job, node, post.value, post.body)
+                except Conflict:
+                    await execution.stop(EndReason.CANCELLED, "cancelled on the server")
+                    return
+                except ServerTrouble as exc:
+                    logger.warning("progress post failed", error=str(exc))
+            await anyio.sleep(
+                max(0.05, min(tracker.interval, tracker.next_due(anyio.current_time())))
+            )
+
+    return watch
+
+
+def stop_watcher(context: AgentContext, node: int) -> Watcher:
+    """Stop the run when the agent must give its jobs back."""
+
+    async def watch(execution: Execution, _handle: object) -> None:
+        await context.stop_jobs.wait()
+        label = node_label(context.settings, node)
+        await execution.stop(
+            EndReason.AGENT_STOP, f"node: {label} {context.stop_message}; job given back"
+        )
+
+    return watch
+
+
+# ------------------------------------------------------------------ the run
+
+
+class JobRun:
+    """One acquired job on one node slot."""
+
+    def __init__(
+        self,
+        context: AgentContext,
+        job: Job,
+        node: int,
+        spec: RunSpec | SpecError,
+        cores: tuple[int, ...],
+    ) -> None:
+        self.context = context
+        self.job = job
+        self.node = node
+        self.spec = spec
+        self.cores = cores
+        self.marker = uuid.uuid4().hex
+        self.started = False
+        self.execution: Execution | None = None
+        self.report = JobReport(job.pk, Outcome(EndReason.NODE_ERROR, False))
+        self.log = logger.bind(job=job.pk, node=node)
+
+    @property
+    def settings(self) -> Settings:
+        return self.context.settings
+
+    @property
+    def client(self) -> ServerClient:
+        return self.context.client
+
+    def _journal(self) -> None:
+        workspace = str(self.execution.workspace.root) if self.execution else None
+        self.context.journal.record(
+            JournalEntry(self.node, self.job.pk, self.marker, self.started, workspace)
+        )
+
+    async def run(self) -> JobReport:
+        """Run the job and tell the server how it ended. Never raises for the job's or
+        the server's faults; cancelled from outside, it still reports (shielded)."""
+        structlog.contextvars.bind_contextvars(job=self.job.pk, node=self.node)
+        self._journal()
+        outcome: Outcome | None = None
+        step: StepOutcome | None = None
+        try:
+            step = await self._attempt()
+            outcome = Outcome(step.reason, self.started, step.error or None)
+        except NodeError as exc:
+            outcome = Outcome(EndReason.NODE_ERROR, self.started, f"node: {exc}")
+        except JobFault as exc:
+            outcome = Outcome(EndReason.INPUT_FAULT, self.started, str(exc))
+        except ServerTrouble as exc:
+            outcome = Outcome(EndReason.NODE_ERROR, self.started, f"node: server trouble: {exc}")
+        except anyio.get_cancelled_exc_class():
+            outcome = Outcome(
+                EndReason.AGENT_STOP,
+                self.started,
+                f"node: {node_label(self.settings, self.node)} "
+                f"{self.context.stop_message}; job given back",
+            )
+            with anyio.CancelScope(shield=True):
+                await self._conclude(outcome, step)
+            raise
+        except Exception as exc:  # a bug of ours must not take the agent down
+            self.log.exception("job run failed unexpectedly")
+            outcome = Outcome(
+                EndReason.NODE_ERROR,
+                self.started,
+                f"node: internal error: {type(exc).__name__}: {exc}",
+            )
+        with anyio.CancelScope(shield=True):
+            await self._conclude(outcome, step)
+        return self.report
+
+    async def _attempt(self) -> StepOutcome:
+        if isinstance(self.spec, SpecError):
+            return StepOutcome(EndReason.INVALID_SPEC, str(self.spec))
+        spec = self.spec
+        name = f"job-{self.job.pk}-{self.marker[:8]}"
+        workspace = await anyio.to_thread.run_sync(Workspace.create, self.settings.work_dir, name)
+        self.execution = Execution(
+            spec,
+            workspace,
+            self.settings,
+            self.context.redactor,
+            self.cores,
+            self.marker,
+            extra_env={"AGENT_JOB_PK": str(self.job.pk)},
+        )
+        workspace.write_json("spec.json", {"job": self.job.pk, "spec": dataclasses.asdict(spec)})
+        self._journal()
+        executor = make_executor(self.settings, spec.use_mpi)
+        await stage(spec, workspace, self.client.download)
+        stop_only = [stop_watcher(self.context, self.node)]
+        if spec.pre_process is not None:
+            pre = await self.execution.run_script(spec.pre_process, "pre-process", stop_only)
+            if pre.reason is not EndReason.SUCCEEDED:
+                return pre
+        if self.context.stop_jobs.is_set():
+            return StepOutcome(EndReason.AGENT_STOP, f"node: {self.context.stop_message}")
+        await start_on_server(self.client, self.job.pk, self.node)
+        self.started = True
+        self._journal()
+        self.log.info("job started", cores=list(self.cores), mpi=spec.use_mpi, ranks=spec.ranks)
+        if self.context.observer is not None:
+            self.context.observer.started(self.job.pk, self.execution)
+        watchers = [
+            *stop_only,
+            cancel_watcher(
+                self.client, self.job.pk, self.node, self.settings.run.cancel_check_interval
+            ),
+            progress_watcher(self.client, self.job.pk, self.node),
+        ]
+        return await self.execution.run_all(executor, watchers, pre=False)
+
+    # -------------------------------------------------------------- reporting
+
+    async def _conclude(self, outcome: Outcome, step: StepOutcome | None) -> None:
+        execution = self.execution
+        if outcome.reason.job_fault and not outcome.started:
+            try:
+                await start_on_server(self.client, self.job.pk, self.node)
+                self.started = True
+                outcome = replace(outcome, started=True)
+            except ServerTrouble as exc:
+                self.log.error("cannot start the job to report its fault", error=str(exc))
+                outcome = Outcome(EndReason.NODE_ERROR, False, f"node: {exc}")
+        if outcome.started and uploads_results(outcome.reason) and execution is not None:
+            outcome = await self._upload_results(outcome, execution)
+        if outcome.reason is EndReason.SUCCEEDED:
+            await self._final_progress()
+        for call in decide(outcome):
+            if call.kind is CallKind.START:
+                continue  # done above
+            if not await self._perform(call):
+                break
+        else:
+            self.context.journal.clear(self.node)
+        self.report.outcome = outcome
+        if execution is not None:
+            self.report.summary = execution.summary(step) if step else {}
+            keep = self.settings.run.keep_job_dirs or outcome.reason is EndReason.OUTPUT_REJECTED
+            self.report.workspace = str(execution.workspace.root)
+            if not keep:
+                await anyio.to_thread.run_sync(execution.workspace.remove)
+                self.report.workspace = None
+        self.log.info(
+            "job ended",
+            reason=outcome.reason.value,
+            error=outcome.error,
+            **{k: v for k, v in self.report.summary.items() if k not in {"reason", "error"}},
+        )
+        if self.context.observer is not None:
+            self.context.observer.ended(self.report)
+        structlog.contextvars.unbind_contextvars("job", "node")
+
+    async def _final_progress(self) -> None:
+        tail = self.execution.tracker.log_tail() if self.execution else ""
+        try:
+            await self.client.progress(
+                self.job.pk, self.node, 1.0, {"message": "finished", "log_tail": tail}
+            )
+        except ServerTrouble as exc:
+            self.log.warning("final progress post failed", error=str(exc))
+
+    async def _upload_results(self, outcome: Outcome, execution: Execution) -> Outcome:
+        collected: list[CollectedOutput] = []
+        try:
+            collected = await execution.outputs()
+        except OSError as exc:
+            self.log.error("collecting outputs failed", error=str(exc))
+        problem = output_problems(collected)
+        if problem is not None and outcome.reason is EndReason.SUCCEEDED:
+            outcome = replace(outcome, reason=problem[0], error=problem[1])
+        for item in collected:
+            if item.file is None:
+                continue
+            try:
+                await upload_output(
+                    self.client, self.job.pk, self.node, item.spec.name, item.spec.type, item.file
+                )
+                self.report.uploaded.append(item.spec.name)
+            except OutputBlocked as exc:
+                kept = f"; its files are kept in {execution.workspace.root}"
+                outcome = replace(outcome, reason=EndReason.OUTPUT_REJECTED, error=f"{exc}{kept}")
+            except ServerError as exc:
+                if exc.status in (400, 403, 406, 417):
+                    outcome = replace(
+                        outcome,
+                        reason=EndReason.OUTPUT_REJECTED,
+                        error=f"output {item.spec.name!r} refused by the server: "
+                        f"{exc.status} {exc.detail}",
+                    )
+                else:
+                    return Outcome(
+                        EndReason.NODE_ERROR,
+                        True,
+                        f"node: upload of output {item.spec.name!r} failed: {exc}",
+                    )
+            except ServerUnreachable as exc:
+                return Outcome(
+                    EndReason.NODE_ERROR,
+                    True,
+                    f"node: upload of output {item.spec.name!r} failed: {exc}",
+                )
+        await self._upload_log(execution)
+        return outcome
+
+    async def _upload_log(self, execution: Execution) -> None:
+        log_output = self.settings.run.log_output
+        # A deleted log of an earlier attempt blocks the name: then use one of this run's.
+        for name in (log_output.name, f"{log_output.name}-{self.marker[:8]}"):
+            try:
+                await upload_output(
+                    self.client,
+                    self.job.pk,
+                    self.node,
+                    name,
+                    log_output.type,
+                    execution.workspace.log_path,
+                    filename="job.log",
+                )
+            except OutputBlocked:
+                continue
+            except ServerTrouble as exc:
+                self.log.error("log upload failed", error=str(exc))
+            else:
+                self.report.uploaded.append(name)
+            return
+
+    async def _perform(self, call: ServerCall) -> bool:
+        """Carry out one call; on failure, see whether the server is there anyway."""
+        client, job, node = self.client, self.job.pk, self.node
+        try:
+            if call.kind is CallKind.FINISH:
+                await client.finish(job, node, call.success, call.error)
+            elif call.kind is CallKind.RESET:
+                await client.reset(job, node)
+            elif call.kind is CallKind.RELEASE:
+                await client.release(job, node)
+        except ServerTrouble as exc:
+            if await self._already(call):
+                return True
+            self.log.error(
+                "server call failed; the journal keeps the job for recovery",
+                call=call.kind.value,
+                error=str(exc),
+            )
+            return False
+        return True
+
+    async def _already(self, call: ServerCall) -> bool:
+        """Whether the server is already where ``call`` would have put the job (a retry
+        whose first try got through, or a finish on a job finished elsewhere)."""
+        try:
+            current = await self.client.get_job(self.job.pk)
+        except ServerTrouble:
+            return False
+        checks: dict[CallKind, Callable[[Job], bool]] = {
+            CallKind.FINISH: lambda j: j.end_time is not None or j.is_cancelled,
+            CallKind.RESET: lambda j: j.start_time is None,
+            CallKind.RELEASE: lambda j: j.node != self.node,
+        }
+        return checks[call.kind](current)

@@ -1,0 +1,51 @@
+"""The recovery journal: which job each node slot holds, on disk.
+
+Written (atomically) when a slot acquires a job and again when the job starts;
+removed once the server has been told how the job ended. If the agent dies hard
+(SIGKILL, OOM, power), the next start finds the entry, kills what is left of the
+job's processes by their marker and gives the job back (see :mod:`agent.recovery`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    node: int
+    job: int
+    marker: str
+    started: bool
+    workspace: str | None = None
+
+
+class Journal:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, node: int) -> Path:
+        return self.directory / f"node-{node}.json"
+
+    def record(self, entry: JournalEntry) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        target = self._path(entry.node)
+        temp = target.with_name(f".{target.name}.tmp")
+        with temp.open("w", encoding="utf-8") as handle:
+            json.dump(asdict(entry), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+
+    def read(self, node: int) -> JournalEntry | None:
+        try:
+            data = json.loads(self._path(node).read_text(encoding="utf-8"))
+            return JournalEntry(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def clear(self, node: int) -> None:
+        self._path(node).unlink(missing_ok=True)

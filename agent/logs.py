@@ -1,0 +1,76 @@
+"""Structured logging: JSON when not on a terminal, readable lines on one.
+
+Every value passes through the agent's :class:`~agent.redact.Redactor` before it is
+rendered, so a credential that slips into an event (an error message quoting a URL
+with a token, say) is masked. Lines about a job carry ``job`` and ``node``: the job
+runner binds them with :func:`structlog.contextvars.bind_contextvars`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, Literal, TextIO
+
+import structlog
+
+from agent.redact import Redactor
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+class _RedactProcessor:
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+
+    def __call__(
+        self, logger: Any, method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key, value in event.items():
+            if isinstance(value, str):
+                event[key] = self._redactor.redact(value)
+            elif isinstance(value, BaseException | list | dict | tuple):
+                event[key] = self._redactor.redact(str(value))
+        return event
+
+
+def configure_logging(
+    fmt: Literal["auto", "json", "console"] = "auto",
+    level: str = "info",
+    redactor: Redactor | None = None,
+    stream: TextIO | None = None,
+) -> None:
+    """Set up structlog for the whole process (call once, at start)."""
+    out = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    renderer: structlog.typing.Processor
+    if use_json:
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+    processors: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+    ]
+    if redactor is not None:
+        processors.append(_RedactProcessor(redactor))
+    processors.append(renderer)
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str = "agent") -> structlog.typing.FilteringBoundLogger:
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
+    return logger

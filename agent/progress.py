@@ -1,0 +1,142 @@
+"""Progress of a running job: parsed from its output and its progress file.
+
+Sources, in the order they win: ``##agent progress 0.42`` / ``##agent progress 42%``
+lines, an analysis ``progressRegex`` (first group, or the group named ``progress``;
+a number ≤ 1 is a fraction, with ``%`` or above 1 a percent), and a number written to
+``$AGENT_PROGRESS_FILE`` (same reading). Values are clamped to 0..1 and never go
+backwards: a job that restarts a phase does not make the server's bar jump back.
+
+:class:`ProgressTracker` is fed lines from the executor's thread-free callback and
+answers :meth:`ProgressTracker.due` with what to post, if anything; the job runner
+does the posting, so the coalescing rule is plain code with ``now`` as an argument.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+AGENT_LINE = re.compile(
+    r"^\s*##agent\s+progress\s+(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(?P<pct>%)?\s*$"
+)
+NUMBER = re.compile(r"^\s*(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(?P<pct>%)?\s*$")
+KEEPALIVE_SECONDS = 30.0
+"""With no change, one post this often (or every progress interval, if that is longer)."""
+LOG_TAIL_LINES = 20
+LOG_TAIL_CHARS = 4000
+MESSAGE_CHARS = 500
+
+
+def read_fraction(text: str, percent: bool = False) -> float | None:
+    """``0.42`` → 0.42, ``42`` or ``42%`` → 0.42; None when not a finite number."""
+    match = NUMBER.match(text)
+    if match is None:
+        return None
+    value = float(match.group("value"))
+    if not math.isfinite(value):
+        return None
+    if percent or match.group("pct") or value > 1:
+        value /= 100
+    return min(max(value, 0.0), 1.0)
+
+
+def parse_agent_line(line: str) -> float | None:
+    """The value of a ``##agent progress`` line, or None if ``line`` is not one."""
+    match = AGENT_LINE.match(line)
+    if match is None:
+        return None
+    return read_fraction(match.group("value"), percent=bool(match.group("pct")))
+
+
+def compile_progress_regex(pattern: str | None) -> re.Pattern[str] | None:
+    return re.compile(pattern) if pattern else None
+
+
+def parse_regex_line(line: str, pattern: re.Pattern[str]) -> float | None:
+    match = pattern.search(line)
+    if match is None:
+        return None
+    group = "progress" if "progress" in pattern.groupindex else (1 if pattern.groups else 0)
+    captured = match.group(group)
+    if captured is None:
+        return None
+    percent = line[match.end(group) : match.end(group) + 1] == "%"
+    return read_fraction(captured, percent=percent)
+
+
+def read_progress_file(path: Path) -> float | None:
+    """The number in the job's progress file, if it holds one."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")[:64]
+    except OSError:
+        return None
+    return read_fraction(text.strip()) if text.strip() else None
+
+
+@dataclass(frozen=True)
+class ProgressPost:
+    value: float
+    body: dict[str, Any]
+
+
+class ProgressTracker:
+    """Holds the latest progress, message and log tail; decides when to post."""
+
+    def __init__(
+        self, interval: float, regex: str | None = None, keepalive: float = KEEPALIVE_SECONDS
+    ) -> None:
+        self.interval = interval
+        self.keepalive = max(keepalive, interval)
+        self._regex = compile_progress_regex(regex)
+        self._tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        self.value = 0.0
+        self.message = "started"
+        self._changed = True
+        self._last_post: float | None = None
+        self.posts = 0
+
+    def feed_line(self, line: str) -> None:
+        """Called for every line the job prints."""
+        value = parse_agent_line(line)
+        if value is None and self._regex is not None:
+            value = parse_regex_line(line, self._regex)
+        if value is not None:
+            self.update(value, line.strip()[:MESSAGE_CHARS])
+        else:
+            self._tail.append(line[:MESSAGE_CHARS])
+
+    def update(self, value: float, message: str | None = None) -> None:
+        if value > self.value:
+            self.value = value
+            self._changed = True
+        if message is not None and message != self.message:
+            self.message = message
+            self._changed = True
+
+    def log_tail(self) -> str:
+        text = "\n".join(self._tail)
+        return text[-LOG_TAIL_CHARS:]
+
+    def due(self, now: float) -> ProgressPost | None:
+        """What to post at ``now``: a change at most once per interval, else a keep-alive."""
+        since = None if self._last_post is None else now - self._last_post
+        if since is not None:
+            if since < self.interval:
+                return None
+            if not self._changed and since < self.keepalive:
+                return None
+        self._last_post = now
+        self._changed = False
+        self.posts += 1
+        return ProgressPost(self.value, {"message": self.message, "log_tail": self.log_tail()})
+
+    def next_due(self, now: float) -> float:
+        """Seconds until :meth:`due` may have something (for the poster's sleep)."""
+        if self._last_post is None:
+            return 0.0
+        wait = self.interval if self._changed else self.keepalive
+        return max(0.0, self._last_post + wait - now)

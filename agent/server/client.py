@@ -1,0 +1,545 @@
+"""Async client of the job server: one method per call of PROTOCOL.md.
+
+Transport concerns live in :meth:`ServerClient._call`: bearer auth with one refresh on
+401, ``Node-Id``, a timeout on every request, error classification, and retries with
+jittered exponential backoff whose length depends on the call (short for polling, long
+for finish and uploads; see :class:`RetryPolicies`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import httpx
+import stamina
+
+from agent.redact import Redactor
+from agent.server import filters
+from agent.server.errors import (
+    AuthError,
+    Conflict,
+    JobTaken,
+    ServerError,
+    ServerUnreachable,
+    error_for,
+    retry_delay,
+)
+from agent.server.models import Job, Node, OutputInfo, Template, Tokens
+
+CHUNK_SIZE = 256 * 1024
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long one kind of call keeps trying (stamina's knobs)."""
+
+    attempts: int | None
+    timeout: float | None
+    wait_initial: float = 0.5
+    wait_max: float = 30.0
+    wait_jitter: float = 1.0
+
+
+@dataclass(frozen=True)
+class RetryPolicies:
+    quick: RetryPolicy = RetryPolicy(attempts=3, timeout=20.0, wait_max=5.0)
+    """Polling, ping, progress, cancel checks: the next round will try again anyway."""
+    normal: RetryPolicy = RetryPolicy(attempts=8, timeout=120.0)
+    """Acquire, start, reads, node registration."""
+    long: RetryPolicy = RetryPolicy(attempts=None, timeout=900.0)
+    """Finish, reset, release, uploads: giving up here loses a result or a job."""
+
+
+def format_progress(value: float) -> str:
+    """The progress path segment the server accepts: ``(0.[0-9]+)|(1.(0)+)``."""
+    if math.isnan(value) or value <= 0:
+        return "0.0000"
+    if value >= 1:
+        return "1.0"
+    text = f"{value:.4f}"
+    return "1.0" if text.startswith("1") else text
+
+
+@dataclass
+class _Auth:
+    access: str | None = None
+    refresh: str | None = None
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+
+class ServerClient:
+    """One authenticated session with the job server; share it between slots."""
+
+    def __init__(
+        self,
+        url: str,
+        username: str,
+        password: str,
+        *,
+        timeout: float = 30.0,
+        policies: RetryPolicies | None = None,
+        redactor: Redactor | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._username = username
+        self._password = password
+        self._policies = policies or RetryPolicies()
+        self._redactor = redactor
+        self._auth = _Auth()
+        self._templates: dict[tuple[int, int], Template] = {}
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            headers={"Accept": "application/json"},
+            follow_redirects=False,
+        )
+        if redactor is not None and password:
+            redactor.add_secret(password)
+
+    async def __aenter__(self) -> ServerClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def policies(self) -> RetryPolicies:
+        return self._policies
+
+    # ----------------------------------------------------------------- transport
+
+    def _remember(self, tokens: Tokens) -> None:
+        self._auth.access = tokens.access
+        if tokens.refresh:
+            self._auth.refresh = tokens.refresh
+        if self._redactor is not None:
+            self._redactor.add_secret(tokens.access)
+            if tokens.refresh:
+                self._redactor.add_secret(tokens.refresh)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: Callable[[], AsyncIterator[bytes]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: str | None = None,
+    ) -> httpx.Response:
+        request_headers = dict(headers or {})
+        if auth is not None:
+            request_headers["Authorization"] = f"Bearer {auth}"
+        try:
+            return await self._http.request(
+                method,
+                path,
+                json=json,
+                content=content() if content is not None else None,
+                headers=request_headers,
+            )
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(method, path, exc) from exc
+
+    async def obtain(self) -> Tokens:
+        """Log in with username and password (``POST /v1/auth/obtain``)."""
+        path = "/v1/auth/obtain"
+        body = {"username": self._username, "password": self._password}
+        response = await self._send("POST", path, json=body)
+        if response.status_code != 200:
+            error = error_for(response, "POST", path)
+            if error.status == 401:
+                raise AuthError(
+                    401, f"login as {self._username!r} refused: {error.detail}", "POST", path
+                )
+            raise error
+        tokens = Tokens.model_validate(response.json())
+        self._remember(tokens)
+        return tokens
+
+    async def refresh(self) -> Tokens:
+        """Get a new access token from the refresh token; log in again if that fails."""
+        path = "/v1/auth/refresh"
+        if self._auth.refresh:
+            response = await self._send("POST", path, json={"refresh": self._auth.refresh})
+            if response.status_code == 200:
+                tokens = Tokens.model_validate(response.json())
+                self._remember(tokens)
+                return tokens
+            if response.status_code != 401:
+                raise error_for(response, "POST", path)
+        return await self.obtain()
+
+    async def _token(self, stale: str | None = None) -> str:
+        async with self._auth.lock:
+            if self._auth.access is None or self._auth.access == stale:
+                if stale is None:
+                    await self.obtain()
+                else:
+                    await self.refresh()
+            assert self._auth.access is not None
+            return self._auth.access
+
+    async def _send_authenticated(
+        self,
+        method: str,
+        path: str,
+        *,
+        node: int | None,
+        json: Any,
+        content: Callable[[], AsyncIterator[bytes]] | None,
+        headers: Mapping[str, str] | None,
+        conflict: type[Conflict],
+    ) -> httpx.Response:
+        request_headers = dict(headers or {})
+        if node is not None:
+            request_headers["Node-Id"] = str(node)
+        token = await self._token()
+        response = await self._send(
+            method, path, json=json, content=content, headers=request_headers, auth=token
+        )
+        if response.status_code == 401:
+            token = await self._token(stale=token)
+            response = await self._send(
+                method, path, json=json, content=content, headers=request_headers, auth=token
+            )
+        if response.status_code >= 400:
+            error = error_for(response, method, path)
+            if error.status == 406:
+                raise conflict(406, error.detail, method, path)
+            raise error
+        return response
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        policy: RetryPolicy,
+        node: int | None = None,
+        json: Any = None,
+        content: Callable[[], AsyncIterator[bytes]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry_500: bool = False,
+        conflict: type[Conflict] = Conflict,
+    ) -> httpx.Response:
+        def hook(exc: Exception) -> bool | float:
+            return retry_delay(exc, retry_500=retry_500)
+
+        async for attempt in stamina.retry_context(
+            on=hook,
+            attempts=policy.attempts,
+            timeout=policy.timeout,
+            wait_initial=policy.wait_initial,
+            wait_max=policy.wait_max,
+            wait_jitter=policy.wait_jitter,
+        ):
+            with attempt:
+                return await self._send_authenticated(
+                    method,
+                    path,
+                    node=node,
+                    json=json,
+                    content=content,
+                    headers=headers,
+                    conflict=conflict,
+                )
+        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+
+    # ----------------------------------------------------------------- nodes
+
+    async def ping(self, node: int | None = None) -> None:
+        await self._call(
+            "GET", "/v1/nodes/ping", node=node, policy=self._policies.quick, retry_500=True
+        )
+
+    async def list_nodes(self, spec: Mapping[str, Any]) -> list[Node]:
+        response = await self._call(
+            "POST", "/v1/nodes/list", json=spec, policy=self._policies.normal, retry_500=True
+        )
+        return [Node.model_validate(item) for item in _items(response.json())]
+
+    async def find_node(self, ip: str, index: int) -> Node | None:
+        nodes = await self.list_nodes(filters.node_by_address(ip, index))
+        matching = [node for node in nodes if node.ip == ip and node.index == index]
+        return matching[0] if matching else None
+
+    async def create_node(
+        self,
+        ip: str,
+        index: int,
+        *,
+        cpu_mem: int,
+        gpu_mem: int = 0,
+        driver_version: str | None = None,
+        hardware_generation: str | None = None,
+    ) -> Node:
+        body = {
+            "ip": ip,
+            "index": index,
+            "cpu_mem": cpu_mem,
+            "gpu_mem": gpu_mem,
+            "driver_version": driver_version,
+            "hardware_generation": hardware_generation,
+        }
+        response = await self._call(
+            "POST", "/v1/nodes/create", json=body, policy=self._policies.normal
+        )
+        return Node.model_validate(response.json())
+
+    async def update_node(self, pk: int, **values: Any) -> Node:
+        response = await self._call(
+            "PATCH", f"/v1/nodes/{pk}", node=pk, json=values, policy=self._policies.normal
+        )
+        return Node.model_validate(response.json())
+
+    async def get_node(self, pk: int) -> Node:
+        response = await self._call(
+            "GET", f"/v1/nodes/{pk}", policy=self._policies.normal, retry_500=True
+        )
+        return Node.model_validate(response.json())
+
+    # ----------------------------------------------------------------- jobs
+
+    async def list_jobs(self, spec: Mapping[str, Any]) -> list[Job]:
+        response = await self._call(
+            "POST", "/v1/jobs/list", json=spec, policy=self._policies.quick, retry_500=True
+        )
+        return [Job.model_validate(item) for item in _items(response.json())]
+
+    async def list_pending_jobs(self) -> list[Job]:
+        """Jobs nobody has started or taken, oldest first."""
+        return await self.list_jobs(filters.PENDING_JOBS)
+
+    async def get_job(self, pk: int, node: int | None = None) -> Job:
+        response = await self._call(
+            "GET", f"/v1/jobs/{pk}", node=node, policy=self._policies.quick, retry_500=True
+        )
+        return Job.model_validate(response.json())
+
+    async def acquire(self, pk: int, node: int) -> Job:
+        """Take the job for ``node``. :class:`JobTaken` if another node won."""
+        response = await self._call(
+            "GET",
+            f"/v1/jobs/{pk}/acquire",
+            node=node,
+            policy=self._policies.normal,
+            conflict=JobTaken,
+        )
+        return Job.model_validate(response.json())
+
+    async def start(self, pk: int, node: int) -> Job:
+        response = await self._call(
+            "POST",
+            f"/v1/jobs/{pk}/start",
+            node=node,
+            json={"send_notification": ""},
+            policy=self._policies.normal,
+        )
+        return Job.model_validate(response.json())
+
+    async def progress(
+        self, pk: int, node: int, value: float, body: Mapping[str, Any] | None = None
+    ) -> None:
+        """Report progress. :class:`Conflict` (406) means the job is no longer running."""
+        await self._call(
+            "POST",
+            f"/v1/jobs/{pk}/progress/{format_progress(value)}",
+            node=node,
+            json=dict(body or {}),
+            policy=self._policies.quick,
+        )
+
+    async def add_output(
+        self, pk: int, node: int, name: str, type_: str, path: Path, filename: str | None = None
+    ) -> OutputInfo:
+        """Upload a file as output ``name``/``type_``, streamed from disk."""
+        size = (await anyio.Path(path).stat()).st_size
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async with await anyio.open_file(path, "rb") as handle:
+                while chunk := await handle.read(CHUNK_SIZE):
+                    yield chunk
+
+        headers = {
+            "Content-Disposition": f"attachment; filename={_safe_filename(filename or path.name)}",
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(size),
+        }
+        response = await self._call(
+            "POST",
+            _output_path(pk, name, type_),
+            node=node,
+            content=chunks,
+            headers=headers,
+            policy=self._policies.long,
+        )
+        return OutputInfo.model_validate(response.json())
+
+    async def output_info(
+        self, pk: int, name: str, type_: str, node: int | None = None
+    ) -> OutputInfo:
+        response = await self._call(
+            "GET",
+            _output_path(pk, name, type_) + "/info",
+            node=node,
+            policy=self._policies.normal,
+            retry_500=True,
+        )
+        return OutputInfo.model_validate(response.json())
+
+    async def download_output(self, pk: int, name: str, type_: str, dest: Path) -> int:
+        return await self.download(_output_path(pk, name, type_), dest)
+
+    async def finish(self, pk: int, node: int, success: bool, error: str | None = None) -> None:
+        body: dict[str, Any] = {"success": success, "send_notification": ""}
+        if error is not None:
+            body["error"] = error
+        await self._call(
+            "POST", f"/v1/jobs/{pk}/finish", node=node, json=body, policy=self._policies.long
+        )
+
+    async def reset(self, pk: int, node: int) -> None:
+        await self._call("DELETE", f"/v1/jobs/{pk}/reset", node=node, policy=self._policies.long)
+
+    async def release(self, pk: int, node: int) -> None:
+        await self._call("DELETE", f"/v1/jobs/{pk}/release", node=node, policy=self._policies.long)
+
+    async def cancel(self, pk: int) -> None:
+        """Admin: cancel a job."""
+        await self._call("DELETE", f"/v1/jobs/{pk}/cancel", policy=self._policies.normal)
+
+    async def abort(self, pk: int) -> None:
+        """Admin: abort a job."""
+        await self._call("DELETE", f"/v1/jobs/{pk}/abort", policy=self._policies.normal)
+
+    # ----------------------------------------------------------------- templates
+
+    async def get_template(self, pk: int, version: int | None = None) -> Template:
+        """A template; cached per (pk, version), since those never change."""
+        if version is not None and (pk, version) in self._templates:
+            return self._templates[(pk, version)]
+        response = await self._call(
+            "GET", f"/v1/job-templates/{pk}", policy=self._policies.normal, retry_500=True
+        )
+        template = Template.model_validate(response.json())
+        self._templates[(template.pk, template.version)] = template
+        return template
+
+    async def import_template(
+        self,
+        name: str,
+        executor_class: str,
+        parameters: Mapping[str, Any],
+        *,
+        job_type: str = "Export",
+    ) -> Template:
+        """Admin: create a workable template."""
+        body = {
+            "name": name,
+            "scope": "public",
+            "licence": "Apache 2.0",
+            "specific": {
+                "job_type": job_type,
+                "executor_class": executor_class,
+                "required_packages": "",
+                "parameters": dict(parameters),
+            },
+        }
+        response = await self._call(
+            "POST", "/v1/job-templates/import", json=body, policy=self._policies.normal
+        )
+        return Template.model_validate(response.json())
+
+    async def create_job(
+        self,
+        template: int,
+        parameter_values: Mapping[str, Any],
+        input_values: Mapping[str, Any] | None = None,
+        description: str = "",
+    ) -> Job:
+        """Admin: submit a job (``parameter_values`` always sent: the server needs it)."""
+        body = {
+            "input_values": dict(input_values or {}),
+            "parameter_values": dict(parameter_values),
+            "description": description,
+        }
+        response = await self._call(
+            "POST",
+            f"/v1/job-templates/{template}/create-job",
+            json=body,
+            policy=self._policies.normal,
+        )
+        return Job.model_validate(response.json())
+
+    # ----------------------------------------------------------------- files
+
+    async def download(self, url: str, dest: Path) -> int:
+        """Stream ``url`` into ``dest``: relative URLs go to the server with our auth,
+        absolute http(s) URLs elsewhere are fetched without it. Returns the byte count."""
+        foreign = url.startswith(("http://", "https://")) and not url.startswith(self.url + "/")
+        path = url.removeprefix(self.url)
+        policy = self._policies.normal
+        async for attempt in stamina.retry_context(
+            on=lambda exc: retry_delay(exc, retry_500=True),
+            attempts=policy.attempts,
+            timeout=policy.timeout,
+            wait_initial=policy.wait_initial,
+            wait_max=policy.wait_max,
+            wait_jitter=policy.wait_jitter,
+        ):
+            with attempt:
+                if foreign:
+                    return await self._download_once(url, dest, token=None)
+                token = await self._token()
+                try:
+                    return await self._download_once(path, dest, token=token)
+                except AuthError:
+                    token = await self._token(stale=token)
+                    return await self._download_once(path, dest, token=token)
+        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+
+    async def _download_once(self, url: str, dest: Path, token: str | None) -> int:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        written = 0
+        try:
+            async with self._http.stream("GET", url, headers=headers) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise error_for(response, "GET", url)
+                async with await anyio.open_file(dest, "wb") as handle:
+                    async for chunk in response.aiter_bytes(CHUNK_SIZE):
+                        await handle.write(chunk)
+                        written += len(chunk)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable("GET", url, exc) from exc
+        return written
+
+
+def _items(body: Any) -> Sequence[Any]:
+    """List replies are arrays; accept a paginated ``{"results": [...]}`` too."""
+    if isinstance(body, dict) and isinstance(body.get("results"), list):
+        return list(body["results"])
+    if isinstance(body, list):
+        return body
+    raise ServerError(200, f"expected a list, got {type(body).__name__}", "POST", "list")
+
+
+def _output_path(pk: int, name: str, type_: str) -> str:
+    return f"/v1/jobs/{pk}/outputs/{quote(name, safe='')}/{quote(type_, safe='')}"
+
+
+def _safe_filename(name: str) -> str:
+    cleaned = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
+    return cleaned or "output"

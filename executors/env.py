@@ -1,0 +1,74 @@
+"""The environment a job's processes get: a pure function of the agent's own.
+
+A job never sees the agent's environment as a whole. It gets the names its
+``run.inherit_env`` allowlist matches, minus anything that looks like a credential, then
+the job's own variables, then the thread-count variables sized to its cores and the
+marker that lets a stop find every one of its processes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+
+from executors.base import MARKER_ENV
+
+#: Inherited names matching any of these (case-insensitively) never reach a job, even
+#: when the allowlist says ``*``. A job may still set such a name itself in its envVars.
+CREDENTIAL_PATTERNS: tuple[str, ...] = ("AGENT_SERVER__*", "*PASSWORD*", "*TOKEN*", "*SECRET*")
+
+#: Variables that size the thread pools of common numeric libraries.
+THREAD_VARS: tuple[str, ...] = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+#: The total number of cores the job was given.
+CORES_VAR = "AGENT_CORES"
+
+
+def is_credential(name: str) -> bool:
+    """Whether an inherited variable name looks like a credential of the agent."""
+    upper = name.upper()
+    return any(fnmatch.fnmatchcase(upper, pattern) for pattern in CREDENTIAL_PATTERNS)
+
+
+def inherited(agent_env: Mapping[str, str], inherit: Sequence[str]) -> dict[str, str]:
+    """The agent's variables allowed by the ``inherit`` patterns, credentials removed.
+
+    Patterns are ``fnmatch`` patterns matched case-sensitively against the names
+    (environment names are case-sensitive on POSIX).
+    """
+    return {
+        name: value
+        for name, value in agent_env.items()
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in inherit)
+        and not is_credential(name)
+    }
+
+
+def job_environment(
+    agent_env: Mapping[str, str],
+    inherit: Sequence[str],
+    job_env: Mapping[str, str],
+    cores: int,
+    marker: str,
+    *,
+    threads: int | None = None,
+) -> dict[str, str]:
+    """Build the complete environment of one run.
+
+    Order of precedence, lowest first: the allowlisted part of ``agent_env``; ``job_env``
+    (kept as given, even names that look like credentials: the job chose them); the
+    thread-count variables and :data:`CORES_VAR`; :data:`~executors.base.MARKER_ENV`.
+
+    ``cores`` is the number of allocated cores (values below 1 count as 1). ``threads``
+    sizes the thread-pool variables when it differs from ``cores`` (an MPI job gives
+    each rank ``cores // ranks`` threads); by default it equals ``cores``.
+    """
+    env = inherited(agent_env, inherit)
+    env.update(job_env)
+    total = max(1, cores)
+    per_process = str(max(1, total if threads is None else threads))
+    for name in THREAD_VARS:
+        env[name] = per_process
+    env[CORES_VAR] = str(total)
+    env[MARKER_ENV] = marker
+    return env

@@ -1,0 +1,179 @@
+"""From a job's output pipe to its log file and line callback, in flat memory.
+
+:func:`pump` reads the pipe in bounded chunks as it becomes readable; :class:`LogSink`
+splits the bytes into lines, passes each through the run's line filter (redaction) and
+line callback (progress scanning), and appends it to the log file until the file reaches
+its cap. Past the cap one marker line is written; the rest is still counted and still
+scanned, never stored. A line longer than :data:`MAX_LINE` is handed on in pieces, so
+neither a chatty job nor one enormous line without a newline grows the agent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+import anyio
+import anyio.lowlevel
+
+from executors.base import LineCallback, LineFilter, PreparedRun
+
+#: Bytes read from the pipe at once.
+CHUNK = 64 * 1024
+
+#: Longest line handed on whole; longer ones are cut into pieces of at most this size.
+MAX_LINE = 64 * 1024
+
+#: Write buffer of the log file.
+_FILE_BUFFER = 64 * 1024
+
+
+def truncation_notice(max_log_bytes: int) -> str:
+    """The line written once when the log file reaches its cap."""
+    return f"[agent: log truncated at {max_log_bytes} bytes]"
+
+
+def utf8_cut(data: bytes, limit: int) -> int:
+    """Where to cut ``data`` to at most ``limit`` bytes without splitting a UTF-8 sequence.
+
+    Backs off over at most three continuation bytes; data that is not UTF-8 is cut at
+    ``limit``.
+    """
+    if len(data) <= limit:
+        return len(data)
+    for cut in range(limit, max(limit - 3, 1) - 1, -1):
+        if data[cut] & 0xC0 != 0x80:  # not a continuation byte: a character starts here
+            return cut
+    return limit
+
+
+class LogSink:
+    """Line splitting, filtering, callback and capped writing of one run's output.
+
+    Use as a context manager (the log file is opened in binary append mode on entry and
+    closed on exit), :meth:`feed` it bytes, and call :meth:`finish` at end of output.
+    The cap counts what the file already held: pre- and post-process share it.
+    """
+
+    def __init__(
+        self,
+        log_path: Path,
+        max_log_bytes: int,
+        on_line: LineCallback | None = None,
+        line_filter: LineFilter | None = None,
+        *,
+        max_line: int = MAX_LINE,
+    ) -> None:
+        self._path = log_path
+        self._max_log_bytes = max_log_bytes
+        self._on_line = on_line
+        self._filter = line_filter
+        self._max_line = max_line
+        self._file: BinaryIO | None = None
+        self._budget = 0
+        self._pending = b""
+        self.bytes_seen = 0
+        """Bytes the job printed, written or not."""
+        self.bytes_written = 0
+        """Bytes this sink appended to the file (marker line included)."""
+        self.truncated = False
+        """Whether output went past the cap."""
+
+    @classmethod
+    def for_run(cls, run: PreparedRun) -> LogSink:
+        """A sink configured from a :class:`PreparedRun`."""
+        return cls(run.log_path, run.max_log_bytes, run.on_line, run.line_filter)
+
+    def __enter__(self) -> LogSink:
+        self._file = open(self._path, "ab", buffering=_FILE_BUFFER)
+        existing = os.fstat(self._file.fileno()).st_size
+        self._budget = max(0, self._max_log_bytes - existing)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def feed(self, data: bytes) -> None:
+        """Take the next bytes of output; complete lines are handed on at once."""
+        self.bytes_seen += len(data)
+        if self.truncated and self._on_line is None:
+            return  # nothing will look at these bytes any more
+        lines = (self._pending + data if self._pending else data).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            self._line(line)
+        while len(rest) > self._max_line:
+            cut = utf8_cut(rest, self._max_line)
+            self._emit(rest[:cut])
+            rest = rest[cut:]
+        self._pending = rest
+
+    def finish(self) -> None:
+        """End of output: a final line without a newline still counts; flush the file."""
+        if self._pending:
+            self._emit(self._pending)
+            self._pending = b""
+        if self._file is not None:
+            self._file.flush()
+
+    def notice(self, text: str) -> None:
+        """Add a line of the agent's own (a spawn failure, say) to the log and callback."""
+        self._emit(text.encode())
+
+    def _line(self, line: bytes) -> None:
+        while len(line) > self._max_line:
+            cut = utf8_cut(line, self._max_line)
+            self._emit(line[:cut])
+            line = line[cut:]
+        self._emit(line)
+
+    def _emit(self, raw: bytes) -> None:
+        text = raw.decode("utf-8", errors="replace")
+        if self._filter is not None:
+            text = self._filter(text)
+            raw = text.encode("utf-8", errors="replace")
+        if self._on_line is not None:
+            self._on_line(text.removesuffix("\r"))
+        self._write(raw)
+
+    def _write(self, raw: bytes) -> None:
+        if self.truncated or self._file is None:
+            return
+        size = len(raw) + 1
+        if self.bytes_written + size > self._budget:
+            self.truncated = True
+            self._file.write(truncation_notice(self._max_log_bytes).encode() + b"\n")
+            self.bytes_written += len(truncation_notice(self._max_log_bytes)) + 1
+            return
+        self._file.write(raw)
+        self._file.write(b"\n")
+        self.bytes_written += size
+
+
+async def pump(fd: int, sink: LogSink, chunk: int = CHUNK) -> None:
+    """Read the non-blocking pipe ``fd`` into ``sink`` until end of file.
+
+    Reads at most ``chunk`` bytes at a time and yields to the event loop between
+    chunks, so a job printing without pause cannot starve the agent. Does not close
+    ``fd``; calls :meth:`LogSink.finish` at end of file.
+    """
+    while True:
+        try:
+            data = os.read(fd, chunk)
+        except BlockingIOError:
+            await anyio.wait_readable(fd)
+            continue
+        if not data:
+            break
+        sink.feed(data)
+        await anyio.lowlevel.checkpoint()
+    sink.finish()

@@ -1,0 +1,407 @@
+"""Process-group control shared by the executors.
+
+:func:`spawn` starts an argv in a session of its own (so its process group id is its
+pid), with its output on a pipe and, when cores are given, its CPU affinity set to
+them. The :class:`ProcessRun` it returns implements
+:class:`~executors.base.RunHandle`:
+
+- ``wait()`` drives the run: it pumps the output into the log sink, reaps the main
+  process with ``os.wait4`` in a worker thread (for its rusage), samples the process tree
+  every :data:`SAMPLE_INTERVAL` seconds, enforces the walltime and carries out stops.
+  Call it right after starting; the output pipe is only read while it runs.
+- ``stop()`` sends SIGTERM to the group and to every process carrying the run's marker,
+  and sets the escalation going: the grace races the tree's disappearance, then SIGKILL
+  goes to the group, then a final sweep SIGKILLs every process still carrying the
+  marker (double-forked daemons that called ``setsid`` and left the group).
+
+When the main process ends by itself, whatever it left behind is stopped the same way
+before ``wait()`` returns: no child outlives a job. Finding, signalling and sampling the
+processes is :mod:`executors.proctree`.
+
+Accounting is pragmatic: CPU seconds are the main process's rusage (which includes
+every descendant it or its descendants reaped) plus, for processes last seen outside
+the main process's descendants (orphans, escaped daemons, leftovers killed at the end),
+their own user+system time at the last sample. Peak RSS is the highest sampled sum of
+RSS over the tree (``ru_maxrss`` is no bound: a child forked from the agent carries the
+agent's high-water mark across exec). Processes that live less than a sample interval
+and are not reaped by the main process's tree escape both.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import anyio
+import anyio.to_thread
+import psutil
+
+from executors.base import EndKind, NodeError, PreparedRun, RunResult
+from executors.logsink import LogSink, pump
+from executors.proctree import (
+    TreeSampler,
+    group_pids,
+    is_alive,
+    marked_pids,
+    pids_alive,
+    processes,
+    signal_group,
+    signal_pids,
+)
+
+__all__ = [
+    "EndedRun",
+    "ProcessRun",
+    "command_argv",
+    "end_of",
+    "marked_pids",
+    "pids_alive",
+    "signal_group",
+    "signal_pids",
+    "spawn",
+    "spawn_failure",
+]
+
+#: Seconds between two samples of the process tree.
+SAMPLE_INTERVAL = 0.5
+
+#: Every this many samples also search all processes for the marker (reads environs).
+MARKER_SCAN_EVERY = 8
+
+#: Seconds to wait, after the tree is gone, for the last writer of the output pipe to
+#: close it (a process that escaped both the group and the marker may hold it open).
+DRAIN_TIMEOUT = 2.0
+
+#: Seconds to wait after the final SIGKILL for the killed processes to disappear.
+KILL_SETTLE_TIMEOUT = 5.0
+
+
+def end_of(status: int, requested: EndKind | None) -> tuple[EndKind, int | None, int | None]:
+    """How a run ended, from the main process's wait status and any stop we asked for.
+
+    ``requested`` is :attr:`EndKind.WALLTIME` or :attr:`EndKind.STOPPED` when a stop was
+    set going before the main process ended; it wins over the status. Returns the kind,
+    the exit code (normal exit) and the signal number (killed by a signal).
+    """
+    if os.WIFSIGNALED(status):
+        code, sig = None, os.WTERMSIG(status)
+    else:
+        code, sig = os.WEXITSTATUS(status), None
+    if requested is not None:
+        return requested, code, sig
+    return (EndKind.SIGNALED if sig is not None else EndKind.EXITED), code, sig
+
+
+# ------------------------------------------------------------------------ the handle
+
+
+@dataclass
+class _Exit:
+    status: int
+    rusage: resource.struct_rusage
+
+
+class ProcessRun:
+    """A running process tree in its own session: the :class:`RunHandle` of executors."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        read_fd: int,
+        run: PreparedRun,
+        sink: LogSink,
+        started: float,
+    ) -> None:
+        self._popen = popen
+        self._fd = read_fd
+        self._run = run
+        self._sink = sink
+        self._started = started
+        self._sampler = TreeSampler(popen.pid, run.marker)
+        self._reap_lock = threading.Lock()
+        self._reap_limiter = anyio.CapacityLimiter(1)
+        self._exit: _Exit | None = None
+        self._requested: EndKind | None = None
+        self._stop_wanted = anyio.Event()
+        self._term_lock = anyio.Lock()
+        self._term_sent = False
+        self._term_marked: list[psutil.Process] = []
+        self._kill_lock = anyio.Lock()
+        self._killed = False
+        self._eof = anyio.Event()
+        self._driving = False
+        self._done = anyio.Event()
+        self._result: RunResult | None = None
+
+    @property
+    def pid(self) -> int:
+        """Pid of the main process (also the id of its process group and session)."""
+        return self._popen.pid
+
+    async def stop(self) -> None:
+        """SIGTERM the tree now; :meth:`wait` escalates after the grace. Idempotent."""
+        await self._request_stop(EndKind.STOPPED)
+
+    async def wait(self) -> RunResult:
+        """Drive the run until the main process has ended and the tree is gone.
+
+        If this wait is cancelled, the tree is stopped (shielded: TERM, grace, KILL,
+        sweep) before the cancellation goes on; a later call returns that result.
+        """
+        if self._driving:
+            await self._done.wait()
+        else:
+            self._driving = True
+            try:
+                await self._drive()
+            finally:
+                self._done.set()
+        if self._result is None:
+            raise RuntimeError("the run ended without a result (its wait failed)")
+        return self._result
+
+    # -- driving
+
+    async def _drive(self) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._pump_output)
+                tg.start_soon(self._sample_loop)
+                tg.start_soon(self._watch_walltime)
+                tg.start_soon(self._watch_stop)
+                try:
+                    await self._reap()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self._end_tree()
+                    tg.cancel_scope.cancel()
+        finally:
+            self._close_output()
+            if self._exit is not None:
+                self._result = self._make_result()
+
+    async def _end_tree(self) -> None:
+        """After the main process ended (or the wait was cancelled): no survivors, drain."""
+        if self._exit is None:  # the wait was cancelled: stop the tree and reap
+            await self._request_stop(EndKind.STOPPED)
+            await self._kill_tree()
+            await self._reap()
+        await self._kill_tree()
+        with anyio.move_on_after(DRAIN_TIMEOUT):
+            await self._eof.wait()
+
+    def _close_output(self) -> None:
+        self._sink.finish()
+        self._sink.__exit__(None, None, None)
+        os.close(self._fd)
+
+    async def _reap(self) -> None:
+        await anyio.to_thread.run_sync(
+            self._wait4, abandon_on_cancel=True, limiter=self._reap_limiter
+        )
+        self._sampler.main_ended()
+
+    def _wait4(self) -> _Exit:
+        """Reap the main process (blocking; idempotent across threads)."""
+        with self._reap_lock:
+            if self._exit is None:
+                _, status, rusage = os.wait4(self.pid, 0)
+                self._popen.returncode = os.waitstatus_to_exitcode(status)
+                self._exit = _Exit(status, rusage)
+            return self._exit
+
+    async def _pump_output(self) -> None:
+        try:
+            await pump(self._fd, self._sink)
+        finally:
+            self._eof.set()
+
+    async def _sample_loop(self) -> None:
+        tick = 0
+        while True:  # no marker scan at once: nothing can have escaped yet
+            tick += 1
+            await anyio.to_thread.run_sync(self._sampler.sample, tick % MARKER_SCAN_EVERY == 0)
+            await anyio.sleep(SAMPLE_INTERVAL)
+
+    async def _watch_walltime(self) -> None:
+        if self._run.walltime is None:
+            return
+        await anyio.sleep(max(0.0, self._started + self._run.walltime - time.monotonic()))
+        await self._request_stop(EndKind.WALLTIME)
+
+    async def _watch_stop(self) -> None:
+        await self._stop_wanted.wait()
+        await self._kill_tree()
+
+    # -- stopping
+
+    async def _request_stop(self, kind: EndKind) -> None:
+        if self._result is not None or self._stop_wanted.is_set():
+            return
+        if self._exit is None:
+            self._requested = kind
+        self._stop_wanted.set()
+        await self._send_term()
+
+    async def _send_term(self) -> None:
+        """Last sample, then SIGTERM to the group and to the marked processes (once)."""
+        async with self._term_lock:
+            if self._term_sent:
+                return
+            marked = await anyio.to_thread.run_sync(marked_pids, self._run.marker)
+            await anyio.to_thread.run_sync(self._sampler.sample, False, marked)
+            signal_group(self.pid, signal.SIGTERM)
+            self._term_marked = processes(marked)
+            signal_pids(marked, signal.SIGTERM)
+            self._term_sent = True
+
+    async def _kill_tree(self) -> None:
+        """TERM, race the tree's end against the grace, KILL the group, sweep the marker.
+
+        Runs once; a concurrent caller waits for it. A kill cut short by cancellation is
+        not done: the next caller (the shielded end of the wait) carries it out.
+        """
+        async with self._kill_lock:
+            if self._killed:
+                return
+            await self._send_term()
+            if not await self._tree_gone_within(self._run.kill_grace):
+                signal_group(self.pid, signal.SIGKILL)
+                await anyio.to_thread.run_sync(self._sweep)
+                await self._tree_gone_within(KILL_SETTLE_TIMEOUT)
+            self._killed = True
+
+    def _sweep(self) -> None:
+        """The final sweep: SIGKILL every living process that carries the marker."""
+        signal_pids(marked_pids(self._run.marker), signal.SIGKILL)
+
+    def _survivors(self) -> list[int]:
+        return group_pids(self.pid) + [p.pid for p in self._term_marked if is_alive(p)]
+
+    async def _tree_gone_within(self, seconds: float) -> bool:
+        """Poll until the group and the marked processes are gone; False after ``seconds``."""
+        delay = 0.005
+        with anyio.move_on_after(seconds):
+            while await anyio.to_thread.run_sync(self._survivors):
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.2)
+            return True
+        return False
+
+    def _make_result(self) -> RunResult:
+        assert self._exit is not None
+        kind, code, sig = end_of(self._exit.status, self._requested)
+        usage = self._exit.rusage
+        return RunResult(
+            kind=kind,
+            exit_code=code,
+            signal=sig,
+            duration=time.monotonic() - self._started,
+            peak_rss_bytes=self._sampler.peak_rss,
+            cpu_seconds=usage.ru_utime + usage.ru_stime + self._sampler.outsider_cpu(),
+            log_bytes=self._sink.bytes_seen,
+            log_truncated=self._sink.truncated,
+        )
+
+
+class EndedRun:
+    """The handle of a run that ended before it started (the command could not spawn)."""
+
+    def __init__(self, result: RunResult) -> None:
+        self._result = result
+
+    @property
+    def pid(self) -> int:
+        """There is no process: 0."""
+        return 0
+
+    async def wait(self) -> RunResult:
+        """The result, at once."""
+        return self._result
+
+    async def stop(self) -> None:
+        """Nothing to stop."""
+
+
+def command_argv(command: str | Sequence[str]) -> list[str]:
+    """A job command as an argv: a string is run by ``/bin/sh -c``, a sequence is kept."""
+    if isinstance(command, str):
+        return ["/bin/sh", "-c", command]
+    return list(command)
+
+
+def open_sink(run: PreparedRun) -> LogSink:
+    """The run's log sink, opened; a log that cannot be opened is the node's problem."""
+    try:
+        return LogSink.for_run(run).__enter__()
+    except OSError as exc:
+        raise NodeError(f"cannot open the job log {run.log_path}: {exc.strerror}") from exc
+
+
+def affinity_setter(cores: frozenset[int]) -> Callable[[], None]:
+    """The ``preexec_fn`` pinning the child to ``cores``: it only calls sched_setaffinity."""
+
+    def pin() -> None:
+        os.sched_setaffinity(0, cores)
+
+    return pin
+
+
+def spawn(
+    argv: Sequence[str], env: dict[str, str], run: PreparedRun, *, pin: bool = True
+) -> ProcessRun:
+    """Start ``argv`` in a new session with output to ``run.log_path`` via a pipe.
+
+    Pins the child to ``run.cores`` when ``pin`` and cores are given. Raises
+    :class:`NodeError` when the log cannot be opened, and otherwise lets
+    :class:`OSError` (cannot exec ``argv[0]``, no such cwd, ...) and
+    :class:`subprocess.SubprocessError` (the affinity could not be set) through: the
+    caller decides whose fault that is.
+    """
+    sink = open_sink(run)
+    read_fd, write_fd = os.pipe()
+    try:
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=run.cwd,
+            start_new_session=True,
+            preexec_fn=affinity_setter(run.cores) if pin and run.cores else None,  # noqa: PLW1509
+        )
+    except BaseException:
+        os.close(read_fd)
+        sink.__exit__(None, None, None)
+        raise
+    finally:
+        os.close(write_fd)
+    started = time.monotonic()
+    os.set_blocking(read_fd, False)
+    return ProcessRun(popen, read_fd, run, sink, started)
+
+
+def spawn_failure(run: PreparedRun, message: str, exit_code: int) -> EndedRun:
+    """An :class:`EndedRun` for a command that could not start, noted in the log."""
+    with open_sink(run) as sink:
+        sink.notice(message)
+        sink.finish()
+    return EndedRun(
+        RunResult(
+            kind=EndKind.EXITED,
+            exit_code=exit_code,
+            signal=None,
+            duration=0.0,
+            peak_rss_bytes=0,
+            cpu_seconds=0.0,
+            log_bytes=0,
+            log_truncated=sink.truncated,
+        )
+    )

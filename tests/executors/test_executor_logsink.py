@@ -1,0 +1,151 @@
+"""The log sink: lines, pieces, filter, cap; the pump over a real pipe."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+
+from executors.logsink import LogSink, pump, truncation_notice, utf8_cut
+
+
+def sink_lines(tmp_path: Path, chunks: list[bytes], **options: object) -> tuple[list[str], bytes]:
+    """Feed chunks to a sink; return the callback's lines and the file's bytes."""
+    lines: list[str] = []
+    log = tmp_path / "log"
+    with LogSink(log, on_line=lines.append, **options) as sink:  # type: ignore[arg-type]
+        for chunk in chunks:
+            sink.feed(chunk)
+        sink.finish()
+    return lines, log.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        ([b"a\nb\n"], ["a", "b"]),
+        ([b"a", b"b\nc", b"\n"], ["ab", "c"]),
+        ([b"no newline"], ["no newline"]),
+        ([b"\n\n"], ["", ""]),
+        ([b"crlf\r\n"], ["crlf"]),
+        ([b"caf\xc3", b"\xa9\n"], ["café"]),
+        ([b"bad \xff\n"], ["bad \ufffd"]),
+        ([], []),
+    ],
+)
+def test_lines(tmp_path: Path, chunks: list[bytes], expected: list[str]) -> None:
+    lines, _ = sink_lines(tmp_path, chunks, max_log_bytes=1 << 20)
+    assert lines == expected
+
+
+def test_file_gets_raw_lines(tmp_path: Path) -> None:
+    _, content = sink_lines(tmp_path, [b"one\ntwo"], max_log_bytes=1 << 20)
+    assert content == b"one\ntwo\n"
+
+
+def test_long_line_is_cut_in_pieces(tmp_path: Path) -> None:
+    chunks = [b"x" * 10] * 5 + [b"\nend\n"]
+    lines, content = sink_lines(tmp_path, chunks, max_log_bytes=1 << 20, max_line=16)
+    assert lines == ["x" * 16, "x" * 16, "x" * 16, "xx", "end"]
+    assert all(len(line) <= 16 for line in content.splitlines())
+
+
+def test_long_line_in_one_chunk_is_cut(tmp_path: Path) -> None:
+    lines, _ = sink_lines(tmp_path, [b"y" * 40 + b"\n"], max_log_bytes=1 << 20, max_line=16)
+    assert lines == ["y" * 16, "y" * 16, "y" * 8]
+
+
+def test_pieces_do_not_split_characters(tmp_path: Path) -> None:
+    text = "é" * 20  # two bytes each
+    lines, _ = sink_lines(tmp_path, [text.encode()], max_log_bytes=1 << 20, max_line=7)
+    assert "".join(lines) == text
+    assert "\ufffd" not in "".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("data", "limit", "cut"),
+    [
+        (b"abcdef", 3, 3),
+        (b"ab", 3, 2),
+        ("aé".encode(), 2, 1),
+        ("€€".encode(), 4, 3),
+        (b"\x80" * 8, 4, 4),
+    ],
+)
+def test_utf8_cut(data: bytes, limit: int, cut: int) -> None:
+    assert utf8_cut(data, limit) == cut
+
+
+def test_filter_applies_to_file_and_callback(tmp_path: Path) -> None:
+    def redact(line: str) -> str:
+        return line.replace("hunter2", "***")
+
+    lines, content = sink_lines(
+        tmp_path, [b"pw=hunter2\n"], max_log_bytes=1 << 20, line_filter=redact
+    )
+    assert lines == ["pw=***"]
+    assert content == b"pw=***\n"
+
+
+def test_cap_writes_one_marker_and_keeps_counting(tmp_path: Path) -> None:
+    chunks = [b"0123456789\n"] * 10
+    log = tmp_path / "log"
+    lines: list[str] = []
+    with LogSink(log, 35, on_line=lines.append) as sink:
+        for chunk in chunks:
+            sink.feed(chunk)
+        sink.finish()
+    assert sink.truncated
+    assert sink.bytes_seen == 110
+    assert len(lines) == 10
+    assert log.read_bytes() == b"0123456789\n" * 3 + truncation_notice(35).encode() + b"\n"
+
+
+def test_cap_counts_what_the_file_held(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    log.write_bytes(b"pre-process\n")
+    with LogSink(log, 20) as sink:
+        sink.feed(b"abcdefghij\n")
+        sink.finish()
+    assert sink.truncated
+    assert log.read_bytes().startswith(b"pre-process\n[agent: log truncated")
+
+
+def test_notice(tmp_path: Path) -> None:
+    lines: list[str] = []
+    with LogSink(tmp_path / "log", 100, on_line=lines.append) as sink:
+        sink.notice("[agent: hello]")
+    assert lines == ["[agent: hello]"]
+    assert (tmp_path / "log").read_bytes() == b"[agent: hello]\n"
+
+
+@pytest.mark.anyio
+async def test_pump_reads_a_pipe_to_eof(tmp_path: Path) -> None:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    lines: list[str] = []
+    payload = b"".join(f"line {i}\n".encode() for i in range(20000)) + b"tail"
+
+    async def write() -> None:
+        view = memoryview(payload)
+        while view:
+            await anyio.wait_writable(write_fd)
+            try:
+                written = os.write(write_fd, view[:4096])
+            except BlockingIOError:
+                continue
+            view = view[written:]
+        os.close(write_fd)
+
+    os.set_blocking(write_fd, False)
+    with LogSink(tmp_path / "log", 1 << 30, on_line=lines.append) as sink:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(write)
+                await pump(read_fd, sink)
+    os.close(read_fd)
+    assert len(lines) == 20001
+    assert lines[-1] == "tail"
+    assert sink.bytes_seen == len(payload)

@@ -1,0 +1,162 @@
+"""The commands as a user runs them: `agent check`, `agent run-once` (server and --spec)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from agent.outcome import ExitCode
+from tests.agent_harness import Harness, harness
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.json") if p.name != "template.json")
+
+
+def agent_command(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def config_file(tmp_path: Path, url: str, password: str = "node", **extra: str) -> Path:
+    path = tmp_path / "agent.toml"
+    lines = [
+        f'state_dir = "{tmp_path / "state"}"',
+        "[server]",
+        f'url = "{url}"',
+        'username = "node"',
+        f'password = "{password}"',
+        "[node]",
+        'ip = "127.0.0.4"',
+        "[poll]",
+        "interval = 0.1",
+        "[run]",
+        "progress_interval = 0.2",
+        "cancel_check_interval = 0.2",
+        "kill_grace = 1.0",
+    ]
+    for key, value in extra.items():
+        lines.append(f"{key} = {value}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+async def h(tmp_path: Path) -> AsyncIterator[Harness]:
+    async with harness(tmp_path) as value:
+        yield value
+
+
+@pytest.mark.anyio
+async def test_check_against_a_running_server(h: Harness, tmp_path: Path) -> None:
+    config = config_file(tmp_path, h.server.url)
+    result = await anyio.to_thread.run_sync(lambda: agent_command("check", "--config", str(config)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert f"{h.server.url} answers" in out
+    assert "logged in as 'node'" in out
+    assert "(127.0.0.4, 0) not registered yet: would be created" in out
+    assert "cores:" in out and "memory:" in out and "mpi:" in out
+    assert "agent check: all well" in out
+
+
+@pytest.mark.anyio
+async def test_check_with_a_wrong_password(h: Harness, tmp_path: Path) -> None:
+    config = config_file(tmp_path, h.server.url, password="Wr0ng-Pa55word")
+    result = await anyio.to_thread.run_sync(lambda: agent_command("check", "--config", str(config)))
+    assert result.returncode != 0
+    failures = [line for line in result.stderr.splitlines() if "FAIL" in line]
+    assert len(failures) == 1
+    assert "auth" in failures[0] and "refused" in failures[0]
+    assert "Wr0ng-Pa55word" not in result.stdout + result.stderr  # never printed
+
+
+def test_check_with_no_server(tmp_path: Path) -> None:
+    config = config_file(tmp_path, "http://127.0.0.1:9")
+    result = agent_command("check", "--config", str(config), env={"AGENT_SERVER__TIMEOUT": "2"})
+    assert result.returncode == 1
+    assert "unreachable" in result.stderr
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("analysis", "code"),
+    [
+        ({"command": "echo fine", "hardware": {"coresPerSlot": 1}}, ExitCode.SUCCESS),
+        ({"command": "exit 3", "hardware": {"coresPerSlot": 1}}, ExitCode.JOB_FAILED),
+        ({"command": "true", "useMpi": True, "hardware": {"coresPerSlot": 1}}, ExitCode.NODE_ERROR),
+    ],
+)
+async def test_run_once_exit_codes(
+    h: Harness, tmp_path: Path, analysis: dict[str, object], code: ExitCode
+) -> None:
+    job = await h.submit(analysis)
+    config = config_file(tmp_path, h.server.url)
+    env = {"AGENT_MPI__MPIEXEC": "/nonexistent/mpiexec"}  # an MPI job here is a node error
+    result = await anyio.to_thread.run_sync(
+        lambda: agent_command("run-once", "--job", str(job), "--config", str(config), env=env)
+    )
+    assert result.returncode == code, result.stderr
+    assert f"job {job}:" in result.stderr
+    if code is ExitCode.NODE_ERROR:
+        released = await h.job(job)
+        assert released.phase == "CREATED" and released.node is None  # given back
+
+
+@pytest.mark.anyio
+async def test_run_once_with_nothing_to_do(h: Harness, tmp_path: Path) -> None:
+    config = config_file(tmp_path, h.server.url)
+    result = await anyio.to_thread.run_sync(
+        lambda: agent_command("run-once", "--config", str(config))
+    )
+    assert result.returncode == ExitCode.NOTHING_TO_DO
+    assert "nothing to do" in result.stderr
+
+
+@pytest.mark.anyio
+async def test_run_once_cancelled(h: Harness, tmp_path: Path) -> None:
+    job = await h.submit({"command": "sleep 60", "hardware": {"coresPerSlot": 1}})
+    config = config_file(tmp_path, h.server.url)
+    command = [sys.executable, "-m", "agent", "run-once", "--config", str(config)]
+    async with await anyio.open_process(command, stderr=subprocess.DEVNULL) as process:
+        with anyio.fail_after(30):
+            while (await h.job(job)).start_time is None:
+                await anyio.sleep(0.05)
+        await h.admin.cancel(job)
+        with anyio.fail_after(30):
+            assert await process.wait() == ExitCode.CANCELLED
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_runs_with_run_once_spec(example: Path, tmp_path: Path) -> None:
+    env = {"AGENT_STATE_DIR": str(tmp_path / "state"), "AGENT_NODE__QUEUES": '["D"]'}
+    mpich = os.environ.get("AGENT_TEST_MPICH_MPIEXEC")
+    data = json.loads(example.read_text(encoding="utf-8"))
+    if data.get("analysis", {}).get("useMpi"):
+        if not (mpich and Path(mpich).exists()):
+            pytest.skip("no mpiexec: set AGENT_TEST_MPICH_MPIEXEC (CI installs the mpich wheel)")
+        env["AGENT_MPI__MPIEXEC"] = mpich
+    out = tmp_path / "out"
+    result = agent_command(
+        "run-once", "--spec", str(example), "--out", str(out), env=env, timeout=300
+    )
+    expected = {"failing.json": ExitCode.JOB_FAILED}.get(example.name, ExitCode.SUCCESS)
+    assert result.returncode == expected, result.stderr
+    assert (out / "log.txt").exists()
+    for output in data.get("outputs", []):
+        if expected is ExitCode.SUCCESS:
+            assert list(out.glob(f"{output['name']}*")), output
