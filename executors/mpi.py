@@ -37,7 +37,9 @@ import pwd
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import anyio
 
@@ -91,9 +93,13 @@ def detect_flavor(version_text: str) -> MpiFlavor:
 
 
 def find_mpiexec(configured: str | None) -> str:
-    """The mpiexec to use: the configured path or name, else ``mpiexec`` on PATH."""
+    """The mpiexec to use: the configured path or name, else ``mpiexec`` on PATH, else the
+    one beside the agent's Python (``pip install 'node-agent[mpi]'`` puts MPICH's there,
+    and a service started by absolute path does not have that directory on PATH)."""
     wanted = configured or "mpiexec"
     found = shutil.which(wanted)
+    if found is None and not configured:
+        found = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
     if found is None:
         where = f"mpi.mpiexec = {configured!r} is not" if configured else "no mpiexec"
         raise MpiNotFoundError(

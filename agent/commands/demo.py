@@ -10,7 +10,6 @@ outputs and prints a table. Exit 0 when every job ended the way it was meant to.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from agent.jobrun import AgentContext, JobReport
 from agent.journal import Journal
 from agent.outcome import EndReason
 from agent.server import ServerClient
+from executors import NodeError, find_mpiexec
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,11 @@ def job_values(example: dict[str, Any]) -> dict[str, Any]:
 
 
 def has_mpiexec(settings: Settings) -> bool:
-    return bool(settings.mpi.mpiexec or shutil.which("mpiexec"))
+    try:
+        find_mpiexec(settings.mpi.mpiexec)
+    except NodeError:
+        return False
+    return True
 
 
 async def _cancel_when_running(admin: ServerClient, job: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -327,3 +328,19 @@ async def test_a_real_mpi_program_communicates(
         result = await (await MpiExecutor(mpiexec=path).start(run)).wait()
     assert result.succeeded, lines
     assert sorted(lines) == ["rank 0 of 2 sum 1", "rank 1 of 2 sum 1"]
+
+
+def test_mpiexec_beside_the_agents_python_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pip install 'node-agent[mpi]'` puts mpiexec next to python, maybe not on PATH."""
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    fake = bin_dir / "mpiexec"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
+    assert find_mpiexec(None) == str(fake)
+    with pytest.raises(MpiNotFoundError):
+        find_mpiexec("/nonexistent/mpiexec")
