@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import anyio
 import structlog
 
+from agent.calls import perform, start_on_server
 from agent.config import Settings
 from agent.execution import Execution, StepOutcome, Watcher, make_executor, output_problems
 from agent.journal import Journal, JournalEntry
@@ -70,20 +71,6 @@ class JobReport:
 
 def node_label(settings: Settings, node: int) -> str:
     return f"node {node} ({settings.node.ip or socket.gethostname()})"
-
-
-async def start_on_server(client: ServerClient, job: int, node: int) -> None:
-    """``start``, first freeing the node of a job an admin aborted (PROTOCOL.md quirk:
-    abort leaves ``node.current_job`` set until the node finishes it, a 200 no-op)."""
-    try:
-        await client.start(job, node)
-    except Conflict:
-        stale = (await client.get_node(node)).current_job
-        if stale is None or stale == job:
-            raise
-        logger.warning("freeing node of a stale job before start", stale_job=stale)
-        await client.finish(stale, node, False, "node: job was aborted")
-        await client.start(job, node)
 
 
 # ------------------------------------------------------------------ watchers
@@ -378,14 +365,8 @@ class JobRun:
 
     async def _perform(self, call: ServerCall) -> bool:
         """Carry out one call; on failure, see whether the server is there anyway."""
-        client, job, node = self.client, self.job.pk, self.node
         try:
-            if call.kind is CallKind.FINISH:
-                await client.finish(job, node, call.success, call.error)
-            elif call.kind is CallKind.RESET:
-                await client.reset(job, node)
-            elif call.kind is CallKind.RELEASE:
-                await client.release(job, node)
+            await perform(self.client, self.job.pk, self.node, call)
         except ServerTrouble as exc:
             if await self._already(call):
                 return True

@@ -13,6 +13,7 @@ import signal
 import anyio
 import structlog
 
+from agent.calls import perform
 from agent.journal import Journal
 from agent.outcome import CallKind, ServerCall
 from agent.server import Job, ServerClient, ServerError, ServerUnreachable
@@ -60,15 +61,6 @@ def recovery_calls(job: Job, node: int, node_current_job: int | None) -> tuple[S
     return ()
 
 
-async def _perform(client: ServerClient, job: int, node: int, call: ServerCall) -> None:
-    if call.kind is CallKind.FINISH:
-        await client.finish(job, node, call.success, call.error)
-    elif call.kind is CallKind.RESET:
-        await client.reset(job, node)
-    elif call.kind is CallKind.RELEASE:
-        await client.release(job, node)
-
-
 async def recover_node(
     client: ServerClient, journal: Journal, node: int, current_job: int | None, kill_grace: float
 ) -> int | None:
@@ -90,7 +82,7 @@ async def recover_node(
             job = await client.get_job(pk, node=node)
             calls = recovery_calls(job, node, current_job)
             for call in calls:
-                await _perform(client, pk, node, call)
+                await perform(client, pk, node, call)
         except (ServerError, ServerUnreachable) as exc:
             logger.error("recovery of an interrupted job failed", job=pk, node=node, error=str(exc))
             continue

@@ -8,30 +8,14 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import anyio
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.server import ServerClient
-from tests.devserver_process import devserver_process
-
-
-class Peak:
-    def __init__(self) -> None:
-        self.process = psutil.Process()
-        self.base = self.process.memory_info().rss
-        self.peak = self.base
-        self.done = threading.Event()
-        threading.Thread(target=self.run, daemon=True).start()
-
-    def run(self) -> None:
-        while not self.done.wait(0.005):
-            self.peak = max(self.peak, self.process.memory_info().rss)
+from tests.devserver_process import PeakRss, devserver_process, started_job
 
 
 async def main(mib: int) -> None:
@@ -42,25 +26,16 @@ async def main(mib: int) -> None:
             for _ in range(mib):
                 handle.write(chunk)
         with devserver_process(Path(tmp) / "db.sqlite3") as url:
-            async with (
-                ServerClient(url, "admin", "admin") as admin,
-                ServerClient(url, "node", "node") as client,
-            ):
-                template = await admin.import_template("bench", "agent.analysis", {})
-                job = await admin.create_job(template.pk, {})
-                node = await client.create_node("127.0.0.9", 0, cpu_mem=1)
-                await client.acquire(job.pk, node.pk)
-                await client.start(job.pk, node.pk)
-                peak = Peak()
+            async with started_job(url) as (client, job, node):
+                meter = PeakRss()
                 started = time.perf_counter()
-                await client.add_output(job.pk, node.pk, "big", "bin", big)
+                await client.add_output(job, node, "big", "bin", big)
                 seconds = time.perf_counter() - started
-                peak.done.set()
-    growth = (peak.peak - peak.base) / 2**20
+                growth = meter.stop()
     print(
-        f"upload of {mib} MiB: {seconds:.2f} s ({mib / seconds:.0f} MiB/s), "
-        f"client RSS {peak.base / 2**20:.1f} MiB -> peak {peak.peak / 2**20:.1f} MiB "
-        f"(growth {growth:.1f} MiB)"
+        f"upload of {mib} MiB: {seconds:.2f} s ({mib / seconds:.0f} MiB/s), client RSS "
+        f"{meter.start / 2**20:.1f} MiB, peak {meter.peak / 2**20:.1f} MiB "
+        f"(growth {growth / 2**20:.1f} MiB)"
     )
 
 

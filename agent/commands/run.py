@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -82,17 +83,23 @@ async def _run_agent(
         return reports
 
 
-def run_daemon(config: str | None, *, exit_when_idle: bool = False) -> int:
-    settings = settings_or_exit(config)
+def _run_or_exit_code(
+    main: Callable[[], Awaitable[list[JobReport]]],
+) -> list[JobReport] | ExitCode:
+    """Run the agent; a login refused or a server gone for good is one line and exit 5."""
     try:
-        anyio.run(lambda: _run_agent(settings, exit_when_idle=exit_when_idle))
+        return anyio.run(main)
     except AuthError as exc:
         print(f"agent: {exc.detail}", file=sys.stderr)
-        return ExitCode.NODE_ERROR
     except (ServerError, ServerUnreachable) as exc:
-        print(f"agent: cannot register with the server: {exc}", file=sys.stderr)
-        return ExitCode.NODE_ERROR
-    return ExitCode.SUCCESS
+        print(f"agent: cannot use the server: {exc}", file=sys.stderr)
+    return ExitCode.NODE_ERROR
+
+
+def run_daemon(config: str | None, *, exit_when_idle: bool = False) -> int:
+    settings = settings_or_exit(config)
+    outcome = _run_or_exit_code(lambda: _run_agent(settings, exit_when_idle=exit_when_idle))
+    return outcome if isinstance(outcome, ExitCode) else ExitCode.SUCCESS
 
 
 def run_once(
@@ -104,18 +111,13 @@ def run_once(
         return run_spec_file(config, Path(spec_file), Path(out_dir) if out_dir else None)
     settings = settings_or_exit(config, overrides={"node": {"slots": 1}})
     console = ProgressConsole.for_stream(sys.stderr)
-    try:
-        reports = anyio.run(
-            lambda: _run_agent(
-                settings, exit_when_idle=True, only_job=job, max_jobs=1, observer=console
-            )
+    reports = _run_or_exit_code(
+        lambda: _run_agent(
+            settings, exit_when_idle=True, only_job=job, max_jobs=1, observer=console
         )
-    except AuthError as exc:
-        print(f"agent: {exc.detail}", file=sys.stderr)
-        return ExitCode.NODE_ERROR
-    except (ServerError, ServerUnreachable) as exc:
-        print(f"agent: {exc}", file=sys.stderr)
-        return ExitCode.NODE_ERROR
+    )
+    if isinstance(reports, ExitCode):
+        return reports
     if not reports:
         print(
             "agent: nothing to do: no pending job fits this agent"

@@ -234,17 +234,7 @@ class ServerClient:
         retry_500: bool = False,
         conflict: type[Conflict] = Conflict,
     ) -> httpx.Response:
-        def hook(exc: Exception) -> bool | float:
-            return retry_delay(exc, retry_500=retry_500)
-
-        async for attempt in stamina.retry_context(
-            on=hook,
-            attempts=policy.attempts,
-            timeout=policy.timeout,
-            wait_initial=policy.wait_initial,
-            wait_max=policy.wait_max,
-            wait_jitter=policy.wait_jitter,
-        ):
+        async for attempt in _attempts(policy, retry_500=retry_500):
             with attempt:
                 return await self._send_authenticated(
                     method,
@@ -490,15 +480,7 @@ class ServerClient:
         absolute http(s) URLs elsewhere are fetched without it. Returns the byte count."""
         foreign = url.startswith(("http://", "https://")) and not url.startswith(self.url + "/")
         path = url.removeprefix(self.url)
-        policy = self._policies.normal
-        async for attempt in stamina.retry_context(
-            on=lambda exc: retry_delay(exc, retry_500=True),
-            attempts=policy.attempts,
-            timeout=policy.timeout,
-            wait_initial=policy.wait_initial,
-            wait_max=policy.wait_max,
-            wait_jitter=policy.wait_jitter,
-        ):
+        async for attempt in _attempts(self._policies.normal, retry_500=True):
             with attempt:
                 if foreign:
                     return await self._download_once(url, dest, token=None)
@@ -525,6 +507,18 @@ class ServerClient:
         except httpx.TransportError as exc:
             raise ServerUnreachable("GET", url, exc) from exc
         return written
+
+
+def _attempts(policy: RetryPolicy, *, retry_500: bool) -> Any:
+    """stamina's retry context for ``policy``, classifying errors with :func:`retry_delay`."""
+    return stamina.retry_context(
+        on=lambda exc: retry_delay(exc, retry_500=retry_500),
+        attempts=policy.attempts,
+        timeout=policy.timeout,
+        wait_initial=policy.wait_initial,
+        wait_max=policy.wait_max,
+        wait_jitter=policy.wait_jitter,
+    )
 
 
 def _items(body: Any) -> Sequence[Any]:
