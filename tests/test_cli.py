@@ -160,3 +160,19 @@ def test_every_example_runs_with_run_once_spec(example: Path, tmp_path: Path) ->
     for output in data.get("outputs", []):
         if expected is ExitCode.SUCCESS:
             assert list(out.glob(f"{output['name']}*")), output
+
+
+@pytest.mark.anyio
+async def test_check_reports_a_configured_mpiexec_that_is_missing(
+    h: Harness, tmp_path: Path
+) -> None:
+    config = config_file(tmp_path, h.server.url)
+    result = await anyio.to_thread.run_sync(
+        lambda: agent_command(
+            "check", "--config", str(config), env={"AGENT_MPI__MPIEXEC": "/nonexistent/mpiexec"}
+        )
+    )
+    assert result.returncode == 1
+    failures = [line for line in result.stderr.splitlines() if "FAIL" in line]
+    assert len(failures) == 1
+    assert "mpi" in failures[0] and "/nonexistent/mpiexec" in failures[0]

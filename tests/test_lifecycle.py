@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +15,9 @@ import psutil
 import pytest
 from pytest_httpserver import HTTPServer
 
+from agent.logs import configure_logging
 from agent.outcome import EndReason
+from agent.redact import Redactor
 from tests.agent_harness import Harness, harness
 
 pytestmark = pytest.mark.anyio
@@ -246,3 +249,20 @@ async def test_a_3_core_job_is_left_to_bigger_agents(h: Harness) -> None:
     left = await h.job(big)
     assert left.phase == "CREATED" and left.node is None
     assert not [path for _, path, _ in h.requests(big) if path.startswith("/acquire")]
+
+
+async def test_log_lines_about_a_job_carry_job_and_node(h: Harness) -> None:
+    buffer = io.StringIO()
+    settings = h.settings(server={"password": "node"})
+    configure_logging("json", "info", Redactor(settings.run.redact, ["node"]), stream=buffer)
+    try:
+        job = await h.submit(one_core("echo password=hunter2-secret"))
+        await h.run_until_idle(settings)
+    finally:
+        configure_logging("console", "warning")
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    about_job = [line for line in lines if line.get("job") == job]
+    assert {"job acquired", "job started", "job ended"} <= {line["event"] for line in about_job}
+    assert all(isinstance(line.get("node"), int) for line in about_job)
+    log = await _download(h, job, "log", "str")
+    assert b"hunter2-secret" not in log and b"password=****" in log
