@@ -29,10 +29,14 @@ from agent.recovery import recover_node
 from agent.server import Job, JobTaken, ServerError, ServerUnreachable, Template
 from agent.slots import Allocation, Allocator, Need, why_never_fits
 from agent.spec import RunSpec, SpecError, resolve_job_spec
+from executors import NodeError, find_mpiexec
 
 logger = structlog.get_logger("agent")
 
 HEARTBEAT_SECONDS = 30.0
+GIVE_BACK_COOLDOWN = 300.0
+"""Seconds this agent leaves a job alone after giving it back for a node problem, so
+other nodes get their chance instead of this one taking it again at once."""
 
 
 @dataclass
@@ -77,6 +81,8 @@ class Agent:
         self._draining = False
         self._wake = anyio.Event()
         self._skipped: dict[int, str] = {}
+        self._cooldown: dict[int, float] = {}
+        self._mpi_problem: str | None = None
         self._taken = 0
         self.idle_polls = 0
 
@@ -119,6 +125,12 @@ class Agent:
                 self.settings.run.kill_grace,
             )
             self.slots.append(Slot(index, node.pk))
+
+        try:
+            find_mpiexec(self.settings.mpi.mpiexec)
+        except NodeError as exc:
+            self._mpi_problem = str(exc)
+            logger.warning("MPI jobs will be left to other agents", why=self._mpi_problem)
 
     async def heartbeat(self) -> None:
         while True:
@@ -204,17 +216,24 @@ class Agent:
         """Acquire as many fitting jobs as there are free slots; returns how many."""
         client = self.context.client
         taken = 0
-        for job in await self._candidates():
+        candidates = await self._candidates()
+        pending = {job.pk for job in candidates}
+        self._skipped = {pk: why for pk, why in self._skipped.items() if pk in pending}
+        self._cooldown = {pk: until for pk, until in self._cooldown.items() if pk in pending}
+        for job in candidates:
             free = [slot for slot in self.slots if slot.job is None]
             if not free or self._done_taking_work():
                 break
-            if job.pk in self._skipped:
+            if job.pk in self._skipped or self._cooldown.get(job.pk, 0.0) > anyio.current_time():
                 continue
             template = await client.get_template(job.template.pk, job.template.version)
             if template.executor_class not in self.settings.server.executor_classes:
                 self._skip(job.pk, f"executor_class {template.executor_class!r} is not ours")
                 continue
             spec = resolve_spec(template, job)
+            if self._mpi_problem and self.only_job is None and _wants_mpi(spec):
+                self._skip(job.pk, f"MPI job, and {self._mpi_problem}")
+                continue
             need = need_of(spec)
             never = why_never_fits(
                 need, self.allocator.capacity, self.allocator.memory_mb, self.settings.node.queues
@@ -258,7 +277,13 @@ class Agent:
             self.allocator.release(allocation)
             slot.job = None
             self._wake.set()
+        if report.outcome.reason is EndReason.NODE_ERROR:
+            self._cooldown[job.pk] = anyio.current_time() + GIVE_BACK_COOLDOWN
         self.reports.append(report)
+
+
+def _wants_mpi(spec: RunSpec | SpecError) -> bool:
+    return not isinstance(spec, SpecError) and spec.use_mpi
 
 
 def _cpu_model() -> str | None:

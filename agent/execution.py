@@ -40,10 +40,11 @@ class StepOutcome:
 
 
 def make_executor(settings: Settings, use_mpi: bool) -> Executor:
-    """The executor for a spec; raises :class:`~executors.base.NodeError` (e.g. no mpiexec)."""
+    """The executor for a spec; raises :class:`~executors.base.NodeError` (e.g. no mpiexec)
+    now, so a job this node cannot run is released before it is started."""
     if use_mpi:
         return executors.MpiExecutor(
-            mpiexec=settings.mpi.mpiexec,
+            mpiexec=executors.find_mpiexec(settings.mpi.mpiexec),
             flavor=settings.mpi.flavor,
             extra_args=settings.mpi.extra_args,
             hostfile=str(settings.mpi.hostfile) if settings.mpi.hostfile else None,

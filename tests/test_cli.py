@@ -112,9 +112,10 @@ async def test_run_once_exit_codes(
     )
     assert result.returncode == code, result.stderr
     assert f"job {job}:" in result.stderr
-    if code is ExitCode.NODE_ERROR:
+    if code is ExitCode.NODE_ERROR:  # no mpiexec: released before start
         released = await h.job(job)
-        assert released.phase == "CREATED" and released.node is None  # given back
+        assert released.phase == "CREATED" and released.node is None
+        assert [path for _, path, _ in h.requests(job)] == ["/acquire", "/release"]
 
 
 @pytest.mark.anyio

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import socket
 import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -266,3 +267,36 @@ async def test_log_lines_about_a_job_carry_job_and_node(h: Harness) -> None:
     assert all(isinstance(line.get("node"), int) for line in about_job)
     log = await _download(h, job, "log", "str")
     assert b"hunter2-secret" not in log and b"password=****" in log
+
+
+async def test_node_trouble_before_start_releases_and_leaves_the_job(h: Harness) -> None:
+    with socket.socket() as probe:  # a port nobody listens on: the input cannot be fetched
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    job = await h.submit(
+        one_core(
+            "true",
+            inputFiles=[
+                {"downloadUrl": f"http://127.0.0.1:{dead}/data.bin", "relativePath": "data.bin"}
+            ],
+        )
+    )
+    other = await h.submit(one_core("true"))
+    reports = await h.run_until_idle()
+    assert {r.job: r.outcome.reason for r in reports} == {
+        job: EndReason.NODE_ERROR,
+        other: EndReason.SUCCEEDED,
+    }
+    back = await h.job(job)
+    assert back.phase == "CREATED" and back.node is None
+    calls = [path for _, path, _ in h.requests(job)]
+    assert calls == ["/acquire", "/release"]  # not started, not retaken at once
+
+
+async def test_mpi_jobs_are_left_alone_without_mpiexec(h: Harness) -> None:
+    mpi_job = await h.submit({"command": "true", "useMpi": True, "hardware": {"coresPerSlot": 1}})
+    plain = await h.submit(one_core("true"))
+    settings = h.settings(mpi={"mpiexec": "/nonexistent/mpiexec"})
+    reports = await h.run_until_idle(settings)
+    assert [r.job for r in reports] == [plain]
+    assert h.requests(mpi_job) == []
