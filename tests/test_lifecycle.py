@@ -18,7 +18,9 @@ from pytest_httpserver import HTTPServer
 
 from agent.logs import configure_logging
 from agent.outcome import EndReason
+from agent.outputs import upload_output
 from agent.redact import Redactor
+from agent.server import BadRequest
 from tests.agent_harness import Harness, harness
 
 pytestmark = pytest.mark.anyio
@@ -300,3 +302,59 @@ async def test_mpi_jobs_are_left_alone_without_mpiexec(h: Harness) -> None:
     reports = await h.run_until_idle(settings)
     assert [r.job for r in reports] == [plain]
     assert h.requests(mpi_job) == []
+
+
+async def _give_back_with_outputs(h: Harness, job: int, names: list[tuple[str, str]]) -> None:
+    """What an earlier attempt on another node leaves: outputs uploaded, then the job
+    given back (finish with a node error → reset → release)."""
+    async with h.agent() as other:
+        client = other.context.client
+        node = await client.create_node("127.0.0.50", 0, cpu_mem=1)
+        await client.acquire(job, node.pk)
+        await client.start(job, node.pk)
+        path = h.state_dir.parent / "earlier.txt"
+        path.write_text("earlier attempt")
+        for name, type_ in names:
+            await client.add_output(job, node.pk, name, type_, path)
+        await client.finish(job, node.pk, False, "node: earlier attempt gave up")
+        await client.reset(job, node.pk)
+        await client.release(job, node.pk)
+
+
+async def test_rerun_meets_soft_deleted_outputs(h: Harness) -> None:
+    job = await h.submit(
+        one_core("echo new > result.txt"), [{"name": "result", "type": "txt", "path": "result.txt"}]
+    )
+    await _give_back_with_outputs(h, job, [("result", "txt"), ("log", "str")])
+    reports = await h.run_until_idle()
+    assert [r.outcome.reason for r in reports] == [EndReason.OUTPUT_REJECTED]
+    final = await h.job(job)
+    assert final.phase == "ERRORED"
+    assert final.error_reason is not None
+    assert "output 'result' (txt) is blocked by a deleted copy" in final.error_reason
+    assert "kept in" in final.error_reason
+    kept = reports[0].workspace
+    assert kept is not None and (Path(kept) / "run" / "result.txt").read_text() == "new\n"
+    logs = [o.name for o in final.outputs if o.name.startswith("log-")]
+    assert len(logs) == 1  # the log went up under a name of this run
+    uploads = [path for _, path, _ in h.requests(job) if path.startswith("/outputs/result")]
+    assert len(uploads) <= 3  # noticed, no loop
+
+
+async def test_a_lost_upload_answer_counts_as_uploaded(h: Harness) -> None:
+    job = await h.submit(one_core("true"))
+    async with h.agent() as agent:
+        client = agent.context.client
+        node = await client.create_node("127.0.0.51", 0, cpu_mem=1)
+        await client.acquire(job, node.pk)
+        await client.start(job, node.pk)
+        path = h.state_dir.parent / "out.txt"
+        path.write_text("x")
+        await client.add_output(job, node.pk, "out", "txt", path)
+        # The same upload again, as a retry after a lost answer would send it:
+        await upload_output(client, job, node.pk, "out", "txt", path)
+        h.server.fail_next(
+            rf"^/v1/jobs/{job}/outputs/other/txt$", 400, body=b'{"detail": "something else"}'
+        )
+        with pytest.raises(BadRequest):  # a 400 about something else is raised
+            await upload_output(client, job, node.pk, "other", "txt", path)
