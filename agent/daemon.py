@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import anyio
 import psutil
 import structlog
+from pydantic import ValidationError
 
 from agent.config import Settings
 from agent.host import host_ip, usable_cores, usable_memory_mb
@@ -226,7 +227,13 @@ class Agent:
                 break
             if job.pk in self._skipped or self._cooldown.get(job.pk, 0.0) > anyio.current_time():
                 continue
-            template = await client.get_template(job.template.pk, job.template.version)
+            try:
+                template = await client.get_template(job.template.pk, job.template.version)
+            except (ServerError, ValidationError) as exc:
+                if isinstance(exc, ServerError) and exc.status >= 500:
+                    raise  # the server's trouble: back off and poll again
+                self._skip(job.pk, f"its template {job.template.pk} is unreadable: {exc}")
+                continue
             if template.executor_class not in self.settings.server.executor_classes:
                 self._skip(job.pk, f"executor_class {template.executor_class!r} is not ours")
                 continue

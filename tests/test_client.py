@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
+from pytest_httpserver import HTTPServer
 
 from agent.devserver import DevServer
 from agent.redact import Redactor
@@ -315,3 +316,20 @@ def _file(tmp_path: Path, data: bytes) -> Path:
     path = tmp_path / f"upload-{len(data)}.bin"
     path.write_bytes(data)
     return path
+
+
+async def test_a_malformed_list_item_is_skipped(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/v1/auth/obtain", method="POST").respond_with_json(
+        {"access": "a" * 20, "refresh": "r" * 20}
+    )
+    good = {"pk": 1, "template": {"pk": 1, "name": "t", "version": 1}}
+    httpserver.expect_request(
+        "/v1/jobs/list", method="POST", headers={"Authorization": "Bearer " + "a" * 20}
+    ).respond_with_json([good, {"pk": "not a number"}, ["nonsense"]])
+    async with ServerClient(
+        httpserver.url_for("/").rstrip("/"), "node", "node", policies=FAST
+    ) as client:
+        jobs = await client.list_pending_jobs()
+    assert [job.pk for job in jobs] == [1]
+    sent = httpserver.log[-1][0].get_json()
+    assert sent["expressions"][0]["sub_expressions"][0] == {"type": "isnull", "field": "start_time"}

@@ -358,3 +358,22 @@ async def test_a_lost_upload_answer_counts_as_uploaded(h: Harness) -> None:
         )
         with pytest.raises(BadRequest):  # a 400 about something else is raised
             await upload_output(client, job, node.pk, "other", "txt", path)
+
+
+async def test_a_job_with_an_unreadable_template_does_not_block_the_queue(h: Harness) -> None:
+    broken_template = await h.admin.import_template(
+        "broken", "agent.analysis", {"analysis": {"types": ["JSON"]}}
+    )
+    broken = await h.admin.create_job(
+        broken_template.pk, {"analysis": {"value": one_core("true"), "type": "JSON"}}
+    )
+    good = await h.submit(one_core("true"))
+    h.server.fail_next(
+        rf"^/v1/job-templates/{broken_template.pk}$",
+        404,
+        times=100,
+        body=b'{"detail": "Not found."}',
+    )
+    reports = await h.run_until_idle()
+    assert [r.job for r in reports] == [good]
+    assert (await h.job(broken.pk)).phase == "CREATED"

@@ -12,12 +12,14 @@ import math
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import anyio
 import httpx
 import stamina
+import structlog
+from pydantic import BaseModel, ValidationError
 
 from agent.redact import Redactor
 from agent.server import filters
@@ -33,6 +35,9 @@ from agent.server.errors import (
 from agent.server.models import Job, Node, OutputInfo, Template, Tokens
 
 CHUNK_SIZE = 256 * 1024
+
+logger = structlog.get_logger("agent.server")
+_M = TypeVar("_M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -258,7 +263,7 @@ class ServerClient:
         response = await self._call(
             "POST", "/v1/nodes/list", json=spec, policy=self._policies.normal, retry_500=True
         )
-        return [Node.model_validate(item) for item in _items(response.json())]
+        return _parse_list(Node, response.json())
 
     async def find_node(self, ip: str, index: int) -> Node | None:
         nodes = await self.list_nodes(filters.node_by_address(ip, index))
@@ -306,7 +311,7 @@ class ServerClient:
         response = await self._call(
             "POST", "/v1/jobs/list", json=spec, policy=self._policies.quick, retry_500=True
         )
-        return [Job.model_validate(item) for item in _items(response.json())]
+        return _parse_list(Job, response.json())
 
     async def list_pending_jobs(self) -> list[Job]:
         """Jobs nobody has started or taken, oldest first."""
@@ -519,6 +524,23 @@ def _attempts(policy: RetryPolicy, *, retry_500: bool) -> Any:
         wait_max=policy.wait_max,
         wait_jitter=policy.wait_jitter,
     )
+
+
+def _parse_list(model: type[_M], body: Any) -> list[_M]:
+    """Each item of a list reply that parses; one malformed item must not hide the rest."""
+    parsed = []
+    for item in _items(body):
+        try:
+            parsed.append(model.model_validate(item))
+        except ValidationError as exc:
+            pk = item.get("pk") if isinstance(item, dict) else None
+            logger.warning(
+                "skipping a malformed list item from the server",
+                model=model.__name__,
+                pk=pk,
+                errors=exc.error_count(),
+            )
+    return parsed
 
 
 def _items(body: Any) -> Sequence[Any]:
