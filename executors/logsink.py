@@ -4,8 +4,9 @@
 splits the bytes into lines, passes each through the run's line filter (redaction) and
 line callback (progress scanning), and appends it to the log file until the file reaches
 its cap. Past the cap one marker line is written; the rest is still counted and still
-scanned, never stored. A line longer than :data:`MAX_LINE` is handed on in pieces, so
-neither a chatty job nor one enormous line without a newline grows the agent.
+scanned, never stored. A line longer than :data:`MAX_LINE` is handed on in pieces (cut
+between words where it can, so a secret stays whole for the filter), so neither a
+chatty job nor one enormous line without a newline grows the agent.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ CHUNK = 64 * 1024
 
 #: Longest line handed on whole; longer ones are cut into pieces of at most this size.
 MAX_LINE = 64 * 1024
+
+#: How far back from :data:`MAX_LINE` a long line is cut at a space or tab instead.
+SPLIT_WINDOW = 4 * 1024
 
 #: Write buffer of the log file.
 _FILE_BUFFER = 64 * 1024
@@ -47,6 +51,22 @@ def utf8_cut(data: bytes, limit: int) -> int:
         if data[cut] & 0xC0 != 0x80:  # not a continuation byte: a character starts here
             return cut
     return limit
+
+
+def split_point(data: bytes, limit: int, window: int = SPLIT_WINDOW) -> int:
+    """Where to cut a line longer than ``limit``: after the last space or tab within
+    ``window`` bytes before the limit, else at a UTF-8 boundary (:func:`utf8_cut`).
+
+    Cutting between words keeps a secret (a token, ``password=...``) whole in one
+    piece, so the line filter can still mask it.
+    """
+    if len(data) <= limit:
+        return len(data)
+    start = max(0, limit - window)
+    blank = max(data.rfind(b" ", start, limit), data.rfind(b"\t", start, limit))
+    if blank > 0:
+        return blank + 1
+    return utf8_cut(data, limit)
 
 
 class LogSink:
@@ -112,7 +132,7 @@ class LogSink:
         for line in lines:
             self._line(line)
         while len(rest) > self._max_line:
-            cut = utf8_cut(rest, self._max_line)
+            cut = split_point(rest, self._max_line)
             self._emit(rest[:cut])
             rest = rest[cut:]
         self._pending = rest
@@ -131,7 +151,7 @@ class LogSink:
 
     def _line(self, line: bytes) -> None:
         while len(line) > self._max_line:
-            cut = utf8_cut(line, self._max_line)
+            cut = split_point(line, self._max_line)
             self._emit(line[:cut])
             line = line[cut:]
         self._emit(line)
