@@ -69,8 +69,11 @@ class JobReport:
     workspace: str | None = None
 
 
-def node_label(settings: Settings, node: int) -> str:
-    return f"node {node} ({settings.node.ip or socket.gethostname()})"
+def give_back_text(context: AgentContext, node: int) -> str:
+    """The ``error`` a job given back by a stopping agent carries ("node: ..." as the
+    decision table wants: recovery recognises its own give-backs by that prefix)."""
+    host = context.settings.node.ip or socket.gethostname()
+    return f"node: node {node} ({host}) {context.stop_message}; job given back"
 
 
 # ------------------------------------------------------------------ watchers
@@ -123,10 +126,7 @@ def stop_watcher(context: AgentContext, node: int) -> Watcher:
 
     async def watch(execution: Execution, _handle: object) -> None:
         await context.stop_jobs.wait()
-        label = node_label(context.settings, node)
-        await execution.stop(
-            EndReason.AGENT_STOP, f"node: {label} {context.stop_message}; job given back"
-        )
+        await execution.stop(EndReason.AGENT_STOP, give_back_text(context, node))
 
     return watch
 
@@ -188,10 +188,7 @@ class JobRun:
             outcome = Outcome(EndReason.NODE_ERROR, self.started, f"node: server trouble: {exc}")
         except anyio.get_cancelled_exc_class():
             outcome = Outcome(
-                EndReason.AGENT_STOP,
-                self.started,
-                f"node: {node_label(self.settings, self.node)} "
-                f"{self.context.stop_message}; job given back",
+                EndReason.AGENT_STOP, self.started, give_back_text(self.context, self.node)
             )
             with anyio.CancelScope(shield=True):
                 await self._conclude(outcome, step)
@@ -232,7 +229,7 @@ class JobRun:
             if pre.reason is not EndReason.SUCCEEDED:
                 return pre
         if self.context.stop_jobs.is_set():
-            return StepOutcome(EndReason.AGENT_STOP, f"node: {self.context.stop_message}")
+            return StepOutcome(EndReason.AGENT_STOP, give_back_text(self.context, self.node))
         await start_on_server(self.client, self.job.pk, self.node)
         self.started = True
         self._journal()
