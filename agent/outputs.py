@@ -68,8 +68,11 @@ def collect_output(spec: OutputSpec, run_dir: Path, packed_dir: Path) -> Collect
 
 
 def _add_tree(tar: tarfile.TarFile, path: Path, root: Path) -> None:
-    """Add ``path`` (recursively) without following symlinks that lead out of ``root``."""
-    resolved = path.resolve()
+    """Add ``path`` (recursively), leaving out symlinks that lead out of ``root`` or loop."""
+    try:
+        resolved = path.resolve()
+    except (RuntimeError, OSError):
+        return
     if resolved != root and root not in resolved.parents:
         return
     arcname = str(path.relative_to(root))
@@ -86,8 +89,17 @@ async def collect_outputs(
 ) -> list[CollectedOutput]:
     results = []
     for spec in specs:
-        results.append(await anyio.to_thread.run_sync(collect_output, spec, run_dir, packed_dir))
+        results.append(await anyio.to_thread.run_sync(_collect_safely, spec, run_dir, packed_dir))
     return results
+
+
+def _collect_safely(spec: OutputSpec, run_dir: Path, packed_dir: Path) -> CollectedOutput:
+    """What the job left can be strange (symlink loops, unreadable files): that is the
+    job's problem, reported on the output, never the agent's crash."""
+    try:
+        return collect_output(spec, run_dir, packed_dir)
+    except (OSError, RuntimeError, tarfile.TarError) as exc:
+        return CollectedOutput(spec, None, f"refused: cannot be read ({exc})")
 
 
 async def upload_output(

@@ -33,7 +33,10 @@ def inside(base: Path, relative: str) -> Path:
     if not relative or Path(relative).is_absolute():
         raise EscapesJobDir(f"{relative!r} is not a relative path")
     root = base.resolve()
-    candidate = (root / relative).resolve()
+    try:
+        candidate = (root / relative).resolve()
+    except (RuntimeError, OSError) as exc:  # a symlink loop, a name too long
+        raise EscapesJobDir(f"{relative!r} cannot be resolved: {exc}") from None
     if candidate != root and root not in candidate.parents:
         raise EscapesJobDir(f"{relative!r} leads outside the job directory")
     return candidate

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.outputs import collect_output
+from agent.outputs import collect_output, collect_outputs
 from agent.spec import OutputSpec
 
 
@@ -71,3 +71,27 @@ def test_directory_tarball_skips_symlinks_leading_out(run_dir: Path) -> None:
     assert item.file is not None
     with tarfile.open(item.file) as tar:
         assert sorted(tar.getnames()) == ["results", "results/a.txt"]
+
+
+def test_a_symlink_loop_is_refused_not_fatal(run_dir: Path) -> None:
+    os.symlink(run_dir / "b", run_dir / "a")
+    os.symlink(run_dir / "a", run_dir / "b")
+    item = collect_output(OutputSpec("loop", "txt", "a"), run_dir, run_dir.parent / "packed")
+    assert item.file is None
+    assert item.problem is not None and item.problem.startswith("refused")
+
+
+@pytest.mark.anyio
+async def test_a_loop_inside_a_packed_directory_is_not_fatal(run_dir: Path) -> None:
+    (run_dir / "results").mkdir()
+    secret = run_dir / "results" / "locked.txt"
+    secret.write_text("x")
+    os.symlink(run_dir / "results" / "x", run_dir / "results" / "y")
+    os.symlink(run_dir / "results" / "y", run_dir / "results" / "x")
+    collected = await collect_outputs(
+        (OutputSpec("results", "tar.gz", "results"),), run_dir, run_dir.parent / "packed"
+    )
+    (item,) = collected
+    assert item.file is not None
+    with tarfile.open(item.file) as tar:
+        assert sorted(tar.getnames()) == ["results", "results/locked.txt"]
