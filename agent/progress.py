@@ -14,7 +14,9 @@ does the posting, so the coalescing rule is plain code with ``now`` as an argume
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,12 +71,24 @@ def parse_regex_line(line: str, pattern: re.Pattern[str]) -> float | None:
 
 
 def read_progress_file(path: Path) -> float | None:
-    """The number in the job's progress file, if it holds one."""
+    """The number in the job's progress file, if it holds one.
+
+    The job controls that path: only a regular file is read, without blocking (a FIFO
+    there must not stall the agent) and only its first bytes.
+    """
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")[:64]
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None
-    return read_fraction(text.strip()) if text.strip() else None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        text = os.read(fd, 64).decode("utf-8", errors="replace").strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return read_fraction(text) if text else None
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -106,3 +107,12 @@ def test_progress_never_goes_back_and_tail_is_bounded() -> None:
     assert post.body["log_tail"].endswith("x")
     assert len(post.body["log_tail"]) <= 4000
     assert "line 99" in post.body["log_tail"]
+
+
+def test_a_fifo_as_progress_file_does_not_block(tmp_path: Path) -> None:
+    path = tmp_path / "progress"
+    os.mkfifo(path)
+    assert read_progress_file(path) is None
+    path.unlink()
+    os.symlink("/dev/zero", path)
+    assert read_progress_file(path) is None
