@@ -174,10 +174,10 @@ class JobRun:
         """Run the job and tell the server how it ended. Never raises for the job's or
         the server's faults; cancelled from outside, it still reports (shielded)."""
         structlog.contextvars.bind_contextvars(job=self.job.pk, node=self.node)
-        self._journal()
         outcome: Outcome | None = None
         step: StepOutcome | None = None
         try:
+            self._journal()
             step = await self._attempt()
             outcome = Outcome(step.reason, self.started, step.error or None)
         except NodeError as exc:
@@ -193,6 +193,8 @@ class JobRun:
             with anyio.CancelScope(shield=True):
                 await self._conclude(outcome, step)
             raise
+        except OSError as exc:  # the journal or the work dir cannot be written
+            outcome = Outcome(EndReason.NODE_ERROR, self.started, f"node: {exc}")
         except Exception as exc:  # a bug of ours must not take the agent down
             self.log.exception("job run failed unexpectedly")
             outcome = Outcome(

@@ -13,6 +13,10 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import structlog
+
+logger = structlog.get_logger("agent.journal")
+
 
 @dataclass(frozen=True)
 class JournalEntry:
@@ -48,4 +52,9 @@ class Journal:
             return None
 
     def clear(self, node: int) -> None:
-        self._path(node).unlink(missing_ok=True)
+        """Forget the node's entry; a journal that cannot be written is logged, not fatal
+        (recording the next job fails too, and that job is given back)."""
+        try:
+            self._path(node).unlink(missing_ok=True)
+        except OSError as exc:
+            logger.warning("cannot clear the recovery journal", node=node, error=str(exc))

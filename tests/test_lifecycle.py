@@ -21,7 +21,7 @@ from agent.outcome import EndReason
 from agent.outputs import upload_output
 from agent.redact import Redactor
 from agent.server import BadRequest
-from tests.agent_harness import Harness, harness
+from tests.agent_harness import Harness, agent_settings, harness
 
 pytestmark = pytest.mark.anyio
 
@@ -377,3 +377,18 @@ async def test_a_job_with_an_unreadable_template_does_not_block_the_queue(h: Har
     reports = await h.run_until_idle()
     assert [r.job for r in reports] == [good]
     assert (await h.job(broken.pk)).phase == "CREATED"
+
+
+async def test_an_unwritable_state_dir_releases_the_job(h: Harness, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the journal directory should be")
+    job = await h.submit(one_core("true"))
+    settings = agent_settings(
+        h.server.url, blocker / "state", run={"work_dir": str(tmp_path / "jobs")}
+    )
+    async with h.agent(settings, max_jobs=1, exit_when_idle=True) as agent:
+        reports = await agent.run()
+    assert [r.outcome.reason for r in reports] == [EndReason.NODE_ERROR]
+    assert reports[0].outcome.error is not None and reports[0].outcome.error.startswith("node:")
+    released = await h.job(job)
+    assert released.phase == "CREATED" and released.node is None
