@@ -40,16 +40,19 @@ class StepOutcome:
 
 
 def make_executor(settings: Settings, use_mpi: bool) -> Executor:
-    """The executor for a spec; raises :class:`~executors.base.NodeError` (e.g. no mpiexec)
-    now, so a job this node cannot run is released before it is started."""
-    if use_mpi:
-        return executors.MpiExecutor(
-            mpiexec=executors.find_mpiexec(settings.mpi.mpiexec),
-            flavor=settings.mpi.flavor,
-            extra_args=settings.mpi.extra_args,
-            hostfile=str(settings.mpi.hostfile) if settings.mpi.hostfile else None,
-        )
-    return executors.SubprocessExecutor()
+    """The registered executor a spec selects; raises :class:`~executors.base.NodeError`
+    (no mpiexec, say) now, so a job this node cannot run is released before it starts."""
+    name = executors.select_executor_name(use_mpi)
+    if name != "mpi":
+        return executors.get(name)
+    mpi = settings.mpi
+    return executors.get(
+        name,
+        mpiexec=executors.find_mpiexec(mpi.mpiexec),
+        flavor=mpi.flavor,
+        extra_args=mpi.extra_args,
+        hostfile=str(mpi.hostfile) if mpi.hostfile else None,
+    )
 
 
 @dataclass
@@ -147,7 +150,7 @@ class Execution:
         """Pre/post-process (script files were staged): the subprocess executor, no
         walltime of its own."""
         run = self.prepared(script.command, walltime=None)
-        result = await self.run_command(executors.SubprocessExecutor(), run, watchers)
+        result = await self.run_command(executors.get("subprocess"), run, watchers)
         return self._step_outcome(result, label)
 
     async def run_main(self, executor: Executor, watchers: Sequence[Watcher] = ()) -> StepOutcome:
