@@ -9,9 +9,10 @@ marker that lets a stop find every one of its processes.
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Mapping, Sequence
 
-from executors.base import MARKER_ENV
+from executors.base import MARKER_ENV, PreparedRun
 
 #: Inherited names matching any of these (case-insensitively) never reach a job, even
 #: when the allowlist says ``*``. A job may still set such a name itself in its envVars.
@@ -72,3 +73,17 @@ def job_environment(
     env[CORES_VAR] = str(total)
     env[MARKER_ENV] = marker
     return env
+
+
+def run_environment(
+    run: PreparedRun, agent_env: Mapping[str, str] | None, *, threads: int | None = None
+) -> dict[str, str]:
+    """:func:`job_environment` for a prepared run; ``agent_env`` defaults to ``os.environ``."""
+    return job_environment(
+        os.environ if agent_env is None else agent_env,
+        run.inherit_env,
+        run.job_env,
+        len(run.cores),
+        run.marker,
+        threads=threads,
+    )

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from executors.base import NodeError, PreparedRun, RunHandle
-from executors.env import job_environment
+from executors.env import run_environment
 from executors.process import command_argv, spawn, spawn_failure
 
 #: Exit code of a command that was not found (as a POSIX shell reports it).
@@ -56,13 +56,7 @@ class SubprocessExecutor:
         """Start the run; a command that cannot be spawned ends at once with 127/126."""
         check_cwd(run.cwd)
         argv = command_argv(run.command)
-        env = job_environment(
-            os.environ if self._agent_env is None else self._agent_env,
-            run.inherit_env,
-            run.job_env,
-            len(run.cores),
-            run.marker,
-        )
+        env = run_environment(run, self._agent_env)
         try:
             return spawn(argv, env, run)
         except subprocess.SubprocessError as exc:

@@ -44,7 +44,7 @@ from pathlib import Path
 import anyio
 
 from executors.base import MpiNotFoundError, NodeError, PreparedRun, RunHandle
-from executors.env import is_credential, job_environment
+from executors.env import is_credential, run_environment
 from executors.local import check_cwd
 from executors.process import command_argv, spawn
 
@@ -283,13 +283,8 @@ class MpiExecutor:
         mpiexec = find_mpiexec(self._mpiexec)
         flavor = await self.flavor_for(mpiexec)
         check_cwd(run.cwd)
-        env = job_environment(
-            os.environ if self._agent_env is None else self._agent_env,
-            run.inherit_env,
-            run.job_env,
-            len(run.cores),
-            run.marker,
-            threads=threads_per_rank(len(run.cores), run.ranks),
+        env = run_environment(
+            run, self._agent_env, threads=threads_per_rank(len(run.cores), run.ranks)
         )
         argv = build_mpi_command(
             flavor,
