@@ -11,7 +11,7 @@ logger = structlog.get_logger("agent.calls")
 
 
 async def start_on_server(client: ServerClient, job: int, node: int) -> None:
-    """``start``, first freeing the node of a job an admin aborted (PROTOCOL.md quirk:
+    """``start``, first freeing the node of a job an admin aborted (docs/protocol.md quirk:
     abort leaves ``node.current_job`` set until the node finishes it, a 200 no-op)."""
     try:
         await client.start(job, node)

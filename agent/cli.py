@@ -2,8 +2,9 @@
 
 ``agent run`` · ``agent run-once [--job PK]`` · ``agent run-once --spec FILE [--out DIR]`` ·
 ``agent check`` · ``agent devserver`` · ``agent demo`` · ``agent status``.
-Exit codes: 0 fine; 2 usage or configuration error; ``run-once`` adds 1 job failed,
-3 nothing to do, 4 cancelled, 5 node error (see :class:`agent.outcome.ExitCode`).
+Exit codes (:class:`agent.outcome.ExitCode`): 0 fine; 1 job failed (``check``: a problem
+found); 2 usage or configuration error; 3 nothing to do; 4 cancelled; 5 node error; 6 server
+unreachable or failing at start-up; 7 login or node registration refused; 8 no such job.
 """
 
 from __future__ import annotations
@@ -68,6 +69,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(args_list)
+    except BaseExceptionGroup as group:
+        # Task groups wrap what their tasks raise; a user sees the error itself.
+        first: BaseException = group.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        if isinstance(first, KeyboardInterrupt):
+            return 130
+        raise first from None
+
+
+def _dispatch(args_list: list[str]) -> int:
     if args_list[:1] == ["devserver"]:
         from agent.devserver import main as devserver_main  # noqa: PLC0415 - optional part
 

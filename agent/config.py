@@ -58,6 +58,8 @@ class ServerConfig(_Section):
     password_file: Path | None = None
     executor_classes: list[str] = Field(default_factory=lambda: ["agent.analysis"])
     timeout: float = Field(30.0, gt=0)
+    startup_timeout: float = Field(60.0, ge=0)
+    """Seconds start-up keeps trying an unreachable or failing server before giving up."""
 
     @field_validator("url")
     @classmethod

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import anyio
-import psutil
 import structlog
 from pydantic import ValidationError
 
@@ -27,7 +26,17 @@ from agent.host import host_ip, usable_cores, usable_memory_mb
 from agent.jobrun import AgentContext, JobReport, JobRun
 from agent.outcome import EndReason, Outcome
 from agent.recovery import recover_node
-from agent.server import Job, JobTaken, ServerError, ServerUnreachable, Template
+from agent.server import (
+    BadRequest,
+    Forbidden,
+    Job,
+    JobTaken,
+    NotFound,
+    ServerError,
+    ServerUnreachable,
+    Template,
+)
+from agent.server.errors import field_errors
 from agent.slots import Allocation, Allocator, Need, why_never_fits
 from agent.spec import RunSpec, SpecError, resolve_job_spec
 from executors import NodeError, find_mpiexec
@@ -38,6 +47,22 @@ HEARTBEAT_SECONDS = 30.0
 GIVE_BACK_COOLDOWN = 300.0
 """Seconds this agent leaves a job alone after giving it back for a node problem, so
 other nodes get their chance instead of this one taking it again at once."""
+
+
+class RegistrationRefused(Exception):
+    """The server refused to create one of this agent's nodes (400 or 403)."""
+
+    def __init__(self, ip: str, index: int, error: ServerError) -> None:
+        reason = field_errors(error.body) or error.detail
+        super().__init__(f"node registration ({ip}, {index}) refused ({error.status}): {reason}")
+
+
+class JobNotFound(Exception):
+    """``run-once --job PK``: the server has no such job."""
+
+    def __init__(self, pk: int) -> None:
+        super().__init__(f"job {pk} does not exist on the server")
+        self.pk = pk
 
 
 @dataclass
@@ -85,6 +110,7 @@ class Agent:
         self._cooldown: dict[int, float] = {}
         self._mpi_problem: str | None = None
         self._taken = 0
+        self._not_pending: str | None = None
         self.idle_polls = 0
 
     @property
@@ -104,19 +130,16 @@ class Agent:
     async def register(self) -> None:
         """Find or create this agent's nodes, recovering any interrupted job."""
         client = self.context.client
-        cpu_mem = usable_memory_mb(self.settings.node)
+        await client.login(self.settings.server.startup_timeout)
+        cpu_mem_bytes = usable_memory_mb(self.settings.node) * 1024 * 1024
         self.slots = []
         for index in range(self.settings.node.slots):
             node = await client.find_node(self.ip, index)
             if node is None:
-                node = await client.create_node(
-                    self.ip,
-                    index,
-                    cpu_mem=cpu_mem,
-                    gpu_mem=0,
-                    driver_version=None,
-                    hardware_generation=_cpu_model(),
-                )
+                try:
+                    node = await client.create_node(self.ip, index, cpu_mem=cpu_mem_bytes)
+                except (BadRequest, Forbidden) as exc:
+                    raise RegistrationRefused(self.ip, index, exc) from None
                 logger.info("node registered", node=node.pk, ip=self.ip, index=index)
             await recover_node(
                 client,
@@ -180,6 +203,8 @@ class Agent:
             try:
                 taken = await self._take_jobs(group)
                 backoff = 0.0
+            except JobNotFound:
+                raise
             except Exception as exc:
                 backoff = min(max(backoff * 2, 1.0), self.settings.poll.max_backoff)
                 known = isinstance(exc, ServerError | ServerUnreachable)
@@ -208,10 +233,19 @@ class Agent:
     async def _candidates(self) -> list[Job]:
         client = self.context.client
         if self.only_job is not None:
-            job = await client.get_job(self.only_job)
-            pending = job.start_time is None and job.node is None and not job.error_reason
-            return [job] if pending else []
+            try:
+                job = await client.get_job(self.only_job)
+            except NotFound:
+                raise JobNotFound(self.only_job) from None
+            self._not_pending = why_not_pending(job)
+            return [] if self._not_pending else [job]
         return await client.list_pending_jobs()
+
+    def why_not_taken(self, pk: int) -> str | None:
+        """Why this agent left job ``pk`` alone (``run-once --job``), if it said so."""
+        if pk == self.only_job and self._not_pending:
+            return self._not_pending
+        return self._skipped.get(pk)
 
     async def _take_jobs(self, group: anyio.abc.TaskGroup) -> int:
         """Acquire as many fitting jobs as there are free slots; returns how many."""
@@ -289,19 +323,21 @@ class Agent:
         self.reports.append(report)
 
 
+def why_not_pending(job: Job) -> str | None:
+    """Why a job cannot be taken now (None: it is pending)."""
+    phase = job.phase
+    if phase != "CREATED":
+        on = f" on node {job.node}" if job.node is not None and phase == "STARTED" else ""
+        return f"it is {phase}{on}"
+    if job.error_reason:
+        return f"it is CREATED with error {job.error_reason!r}"
+    if job.node is not None:
+        return f"node {job.node} holds it"
+    return None
+
+
 def _wants_mpi(spec: RunSpec | SpecError) -> bool:
     return not isinstance(spec, SpecError) and spec.use_mpi
-
-
-def _cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()[:100]
-    except OSError:
-        pass
-    return f"{psutil.cpu_count(logical=True)} cpus"
 
 
 def summarize(reports: Sequence[JobReport]) -> dict[str, int]:

@@ -23,9 +23,9 @@ from agent.config import Settings
 from agent.execution import Execution, StepOutcome, Watcher, make_executor, output_problems
 from agent.journal import Journal, JournalEntry
 from agent.outcome import CallKind, EndReason, Outcome, ServerCall, decide, uploads_results
-from agent.outputs import CollectedOutput, OutputBlocked, upload_output
+from agent.outputs import CollectedOutput, OutputBlocked, OutputEmpty, upload_output
 from agent.redact import Redactor
-from agent.server import Conflict, Job, ServerClient, ServerError, ServerUnreachable
+from agent.server import Conflict, Forbidden, Job, ServerClient, ServerError, ServerUnreachable
 from agent.spec import RunSpec, SpecError
 from agent.staging import JobFault, stage
 from agent.workspace import Workspace
@@ -232,8 +232,9 @@ class JobRun:
                 return pre
         if self.context.stop_jobs.is_set():
             return StepOutcome(EndReason.AGENT_STOP, give_back_text(self.context, self.node))
-        await start_on_server(self.client, self.job.pk, self.node)
-        self.started = True
+        lost = await self._start()
+        if lost is not None:
+            return StepOutcome(EndReason.TAKEN, lost)
         self._journal()
         self.log.info("job started", cores=list(self.cores), mpi=spec.use_mpi, ranks=spec.ranks)
         if self.context.observer is not None:
@@ -247,15 +248,35 @@ class JobRun:
         ]
         return await self.execution.run_all(executor, watchers, pre=False)
 
+    async def _start(self) -> str | None:
+        """``start`` the job; None once started, or why it is no longer this node's.
+
+        A 403 means the job is held by another node (or by none): the real server's
+        acquire is not atomic, so two nodes can both be told yes, and an admin may abort
+        a job while it is being staged. Then there is nothing to tell the server."""
+        try:
+            await start_on_server(self.client, self.job.pk, self.node)
+        except Forbidden:
+            holder = (await self.client.get_job(self.job.pk)).node
+            if holder == self.node:
+                raise
+            self.log.info("job taken away before start", holder=holder)
+            by = "no node" if holder is None else f"node {holder}"
+            return f"taken away before start: {by} holds it now"
+        self.started = True
+        return None
+
     # -------------------------------------------------------------- reporting
 
     async def _conclude(self, outcome: Outcome, step: StepOutcome | None) -> None:
         execution = self.execution
         if outcome.reason.job_fault and not outcome.started:
             try:
-                await start_on_server(self.client, self.job.pk, self.node)
-                self.started = True
-                outcome = replace(outcome, started=True)
+                lost = await self._start()
+                if lost is None:
+                    outcome = replace(outcome, started=True)
+                else:
+                    outcome = Outcome(EndReason.TAKEN, False, lost)
             except ServerTrouble as exc:
                 self.log.error("cannot start the job to report its fault", error=str(exc))
                 outcome = Outcome(EndReason.NODE_ERROR, False, f"node: {exc}")
@@ -317,6 +338,10 @@ class JobRun:
             except OutputBlocked as exc:
                 kept = f"; its files are kept in {execution.workspace.root}"
                 outcome = replace(outcome, reason=EndReason.OUTPUT_REJECTED, error=f"{exc}{kept}")
+            except OutputEmpty as exc:
+                self.log.warning("output not uploaded", output=item.spec.name, why=str(exc))
+                if outcome.reason is EndReason.SUCCEEDED:  # a failed run keeps its own error
+                    outcome = replace(outcome, reason=EndReason.OUTPUT_REJECTED, error=str(exc))
             except ServerError as exc:
                 if exc.status in (400, 403, 406, 417):
                     outcome = replace(
@@ -356,6 +381,8 @@ class JobRun:
                 )
             except OutputBlocked:
                 continue
+            except OutputEmpty:
+                self.log.info("the job printed nothing: no log uploaded")
             except ServerTrouble as exc:
                 self.log.error("log upload failed", error=str(exc))
             else:

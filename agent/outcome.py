@@ -119,14 +119,25 @@ def uploads_results(reason: EndReason) -> bool:
 
 
 class ExitCode(enum.IntEnum):
-    """``agent run-once`` exit codes: one meaning each."""
+    """The agent's exit codes: one meaning each (``run``, ``run-once``, ``check``)."""
 
     SUCCESS = 0
     JOB_FAILED = 1
+    """run-once: the job ended ERRORED; check: a problem was found."""
     USAGE = 2
+    """Bad command line or configuration."""
     NOTHING_TO_DO = 3
+    """run-once: no pending job fits, or the job asked for is not pending or not ours."""
     CANCELLED = 4
     NODE_ERROR = 5
+    """run-once: the job was given back because of trouble on this node."""
+    SERVER_UNAVAILABLE = 6
+    """The server stayed unreachable (or kept failing) for ``server.startup_timeout``."""
+    REFUSED = 7
+    """The server refused the agent: login or node registration (wrong password, a field
+    it does not accept, no permission)."""
+    NO_SUCH_JOB = 8
+    """run-once --job PK: the server has no job PK."""
 
 
 def exit_code(reason: EndReason) -> ExitCode:

@@ -36,6 +36,11 @@ class OutputBlocked(Exception):
     attempt (``reset`` only soft-deletes), so this name can never be uploaded again."""
 
 
+class OutputEmpty(Exception):
+    """The file is empty, and the job server cannot store an empty file: the real one
+    reads an upload without a body as no file at all (a 500), so none is sent."""
+
+
 def _matches(run_dir: Path, pattern: str) -> list[Path]:
     if glob.has_magic(pattern):
         return sorted(run_dir.glob(pattern))
@@ -113,11 +118,16 @@ async def upload_output(
 ) -> None:
     """Upload, treating "400 duplicate" of our own earlier attempt as done.
 
-    A 400 is looked into with ``/info``: a live output of that name and type means an
-    earlier attempt of ours got through (its answer was lost) and it counts as
-    uploaded; a soft-deleted one raises :class:`OutputBlocked`; no output at all means
-    the 400 was about something else and it is raised.
+    An empty file is not sent (:class:`OutputEmpty`). A 400 is looked into with
+    ``/info``: a live output of that name and type means an earlier attempt of ours got
+    through (its answer was lost) and it counts as uploaded; a soft-deleted one raises
+    :class:`OutputBlocked`; no output at all means the 400 was about something else and
+    it is raised.
     """
+    if (await anyio.Path(path).stat()).st_size == 0:
+        raise OutputEmpty(
+            f"output {name!r} ({type_}) is empty, and the job server cannot store an empty file"
+        )
     try:
         await client.add_output(job, node, name, type_, path, filename=filename)
     except BadRequest as exc:

@@ -30,7 +30,9 @@ TEMPLATE = {
         "job_type": "Export",
         "executor_class": "agent.analysis",
         "required_packages": "",
-        "parameters": {"analysis": {"types": ["JSON"], "default": {"command": "true"}}},
+        "parameters": {
+            "analysis": {"types": ["JSON"], "default": {"command": "true"}, "help": "run"}
+        },
     },
 }
 
@@ -70,7 +72,9 @@ def prepare(url: str, threads: int) -> list[tuple[int, int, dict[str, str]]]:
         slots = []
         for index in range(threads):
             node = client.post(
-                "/v1/nodes/create", json={"ip": ip, "index": index}, headers=node_auth
+                "/v1/nodes/create",
+                json={"ip": ip, "index": index, "cpu_mem": 1 << 30},
+                headers=node_auth,
             ).json()["pk"]
             body = {"input_values": {}, "parameter_values": {}, "description": "bench"}
             job = client.post(

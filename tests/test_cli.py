@@ -14,6 +14,7 @@ import pytest
 
 from agent.outcome import ExitCode
 from tests.agent_harness import Harness, harness
+from tests.servers import ServerUnderTest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.json") if p.name != "template.json")
@@ -32,13 +33,15 @@ def agent_command(
     )
 
 
-def config_file(tmp_path: Path, url: str, password: str = "node", **extra: str) -> Path:
+def config_file(
+    tmp_path: Path, url: str, password: str = "node", username: str = "node", **extra: str
+) -> Path:
     path = tmp_path / "agent.toml"
     lines = [
         f'state_dir = "{tmp_path / "state"}"',
         "[server]",
         f'url = "{url}"',
-        'username = "node"',
+        f'username = "{username}"',
         f'password = "{password}"',
         "[node]",
         'ip = "127.0.0.4"',
@@ -55,20 +58,27 @@ def config_file(tmp_path: Path, url: str, password: str = "node", **extra: str) 
     return path
 
 
+def server_config(h: Harness, tmp_path: Path, password: str | None = None) -> Path:
+    """A config for the harness's server (either kind), logging in as its node user."""
+    node = h.server.node
+    return config_file(tmp_path, h.server.url, password or node.password, node.username)
+
+
 @pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    async with harness(tmp_path) as value:
+async def h(any_server: ServerUnderTest, tmp_path: Path) -> AsyncIterator[Harness]:
+    """The commands against the reference server and against the real backend."""
+    async with harness(any_server, tmp_path) as value:
         yield value
 
 
 @pytest.mark.anyio
 async def test_check_against_a_running_server(h: Harness, tmp_path: Path) -> None:
-    config = config_file(tmp_path, h.server.url)
+    config = server_config(h, tmp_path)
     result = await anyio.to_thread.run_sync(lambda: agent_command("check", "--config", str(config)))
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert f"{h.server.url} answers" in out
-    assert "logged in as 'node'" in out
+    assert f"logged in as {h.server.node.username!r}" in out
     assert "(127.0.0.4, 0) not registered yet: would be created" in out
     assert "cores:" in out and "memory:" in out and "mpi:" in out
     assert "agent check: all well" in out
@@ -76,7 +86,7 @@ async def test_check_against_a_running_server(h: Harness, tmp_path: Path) -> Non
 
 @pytest.mark.anyio
 async def test_check_with_a_wrong_password(h: Harness, tmp_path: Path) -> None:
-    config = config_file(tmp_path, h.server.url, password="Wr0ng-Pa55word")
+    config = server_config(h, tmp_path, password="Wr0ng-Pa55word")
     result = await anyio.to_thread.run_sync(lambda: agent_command("check", "--config", str(config)))
     assert result.returncode != 0
     failures = [line for line in result.stderr.splitlines() if "FAIL" in line]
@@ -88,7 +98,7 @@ async def test_check_with_a_wrong_password(h: Harness, tmp_path: Path) -> None:
 def test_check_with_no_server(tmp_path: Path) -> None:
     config = config_file(tmp_path, "http://127.0.0.1:9")
     result = agent_command("check", "--config", str(config), env={"AGENT_SERVER__TIMEOUT": "2"})
-    assert result.returncode == 1
+    assert result.returncode == ExitCode.SERVER_UNAVAILABLE
     assert "unreachable" in result.stderr
 
 
@@ -105,7 +115,7 @@ async def test_run_once_exit_codes(
     h: Harness, tmp_path: Path, analysis: dict[str, object], code: ExitCode
 ) -> None:
     job = await h.submit(analysis)
-    config = config_file(tmp_path, h.server.url)
+    config = server_config(h, tmp_path)
     env = {"AGENT_MPI__MPIEXEC": "/nonexistent/mpiexec"}  # an MPI job here is a node error
     result = await anyio.to_thread.run_sync(
         lambda: agent_command("run-once", "--job", str(job), "--config", str(config), env=env)
@@ -115,12 +125,14 @@ async def test_run_once_exit_codes(
     if code is ExitCode.NODE_ERROR:  # no mpiexec: released before start
         released = await h.job(job)
         assert released.phase == "CREATED" and released.node is None
-        assert [path for _, path, _ in h.requests(job)] == ["/acquire", "/release"]
+        assert await h.calls(job) == ["/acquire", "/release"]
+    else:
+        assert (await h.job(job)).phase == ("FINISHED" if code is ExitCode.SUCCESS else "ERRORED")
 
 
 @pytest.mark.anyio
 async def test_run_once_with_nothing_to_do(h: Harness, tmp_path: Path) -> None:
-    config = config_file(tmp_path, h.server.url)
+    config = server_config(h, tmp_path)
     result = await anyio.to_thread.run_sync(
         lambda: agent_command("run-once", "--config", str(config))
     )
@@ -131,7 +143,7 @@ async def test_run_once_with_nothing_to_do(h: Harness, tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_run_once_cancelled(h: Harness, tmp_path: Path) -> None:
     job = await h.submit({"command": "sleep 60", "hardware": {"coresPerSlot": 1}})
-    config = config_file(tmp_path, h.server.url)
+    config = server_config(h, tmp_path)
     command = [sys.executable, "-m", "agent", "run-once", "--config", str(config)]
     async with await anyio.open_process(command, stderr=subprocess.DEVNULL) as process:
         with anyio.fail_after(30):
@@ -140,6 +152,9 @@ async def test_run_once_cancelled(h: Harness, tmp_path: Path) -> None:
         await h.admin.cancel(job)
         with anyio.fail_after(30):
             assert await process.wait() == ExitCode.CANCELLED
+    cancelled = await h.job(job)
+    assert cancelled.phase == "CANCELLED" and cancelled.node is not None
+    assert (await h.admin.get_node(cancelled.node)).current_job is None  # finished: node free
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
@@ -167,7 +182,7 @@ def test_every_example_runs_with_run_once_spec(example: Path, tmp_path: Path) ->
 async def test_check_reports_a_configured_mpiexec_that_is_missing(
     h: Harness, tmp_path: Path
 ) -> None:
-    config = config_file(tmp_path, h.server.url)
+    config = server_config(h, tmp_path)
     result = await anyio.to_thread.run_sync(
         lambda: agent_command(
             "check", "--config", str(config), env={"AGENT_MPI__MPIEXEC": "/nonexistent/mpiexec"}

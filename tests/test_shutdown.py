@@ -1,4 +1,7 @@
-"""`agent run` as a real process: drain on SIGTERM, give back, recover after SIGKILL."""
+"""`agent run` as a real process: drain on SIGTERM, give back, recover after SIGKILL.
+
+Each scenario runs on the reference server and on the real UFDL backend (``any_server``);
+what the server stores and the calls it answered are checked on both."""
 
 from __future__ import annotations
 
@@ -13,14 +16,16 @@ import anyio
 import psutil
 import pytest
 
+from agent.server import filters
 from tests.agent_harness import Harness, harness
+from tests.servers import ServerUnderTest
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    async with harness(tmp_path) as value:
+async def h(any_server: ServerUnderTest, tmp_path: Path) -> AsyncIterator[Harness]:
+    async with harness(any_server, tmp_path) as value:
         yield value
 
 
@@ -31,8 +36,8 @@ def write_config(h: Harness, tmp_path: Path, drain_timeout: float) -> Path:
 state_dir = "{h.state_dir}"
 [server]
 url = "{h.server.url}"
-username = "node"
-password = "node"
+username = "{h.server.node.username}"
+password = "{h.server.node.password}"
 [node]
 ip = "127.0.0.3"
 [poll]
@@ -101,11 +106,20 @@ async def test_sigterm_drains_then_gives_the_job_back(h: Harness, tmp_path: Path
     assert not any(alive(pid) for pid in pids)
     back = await h.job(job)
     assert back.phase == "CREATED" and back.node is None
-    calls = [path for _, path, _ in h.requests(job)]
-    finish_at = calls.index("/finish")
-    assert calls[finish_at:] == ["/finish", "/reset", "/release"]
-    finish = next(r for r in h.server.request_log() if r.path.endswith(f"{job}/finish"))
-    assert b"node" in finish.body and b"SIGTERM" in finish.body
+    assert back.start_time is None and back.error_reason is None  # ready for another node
+    assert back.outputs == []  # nothing uploaded that would block the next attempt
+    calls = await h.requests(job)
+    assert [path for _, path, _ in calls][:2] == ["/acquire", "/start"]
+    assert calls[-3:] == [
+        ("POST", "/finish", 200),
+        ("DELETE", "/reset", 200),
+        ("DELETE", "/release", 200),
+    ]
+    if h.server.devserver is not None:  # the request bodies only the reference server keeps
+        finish = next(r for r in h.devserver.request_log() if r.path.endswith(f"{job}/finish"))
+        assert b"node" in finish.body and b"SIGTERM" in finish.body
+    nodes = await h.admin.list_nodes(filters.spec())
+    assert [node.current_job for node in nodes] == [None]
 
 
 async def test_second_signal_gives_back_at_once(h: Harness, tmp_path: Path) -> None:
@@ -119,7 +133,9 @@ async def test_second_signal_gives_back_at_once(h: Harness, tmp_path: Path) -> N
     process.send_signal(signal.SIGINT)
     assert await wait_exit(process, 20) == 0
     assert not any(alive(pid) for pid in pids)
-    assert (await h.job(job)).phase == "CREATED"
+    back = await h.job(job)
+    assert back.phase == "CREATED" and back.node is None
+    assert (await h.calls(job))[-3:] == ["/finish", "/reset", "/release"]
 
 
 async def test_drain_lets_a_short_job_finish(h: Harness, tmp_path: Path) -> None:
@@ -130,7 +146,10 @@ async def test_drain_lets_a_short_job_finish(h: Harness, tmp_path: Path) -> None
             await anyio.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     assert await wait_exit(process, 30) == 0
-    assert (await h.job(job)).phase == "FINISHED"
+    final = await h.job(job)
+    assert final.phase == "FINISHED" and final.error_reason is None
+    assert await h.output(job, "log", "str") == b"done\n"
+    assert (await h.calls(job))[-1] == "/finish"
 
 
 async def test_sigkill_then_restart_recovers_the_job(h: Harness, tmp_path: Path) -> None:
@@ -153,8 +172,12 @@ async def test_sigkill_then_restart_recovers_the_job(h: Harness, tmp_path: Path)
     assert await wait_exit(restarted, 60) == 0
     assert not any(alive(pid) for pid in pids)
     final = await h.job(job)
-    assert final.phase == "FINISHED"
-    calls = [path for _, path, _ in h.requests(job)]
+    assert final.phase == "FINISHED" and final.error_reason is None
+    assert await h.output(job, "log", "str") == b"again\n"  # the second run's
+    calls = await h.calls(job)
     recovery = calls.index("/finish")
     assert calls[recovery : recovery + 3] == ["/finish", "/reset", "/release"]
     assert calls[recovery + 3 :].count("/acquire") == 1
+    assert calls[-1] == "/finish"
+    nodes = await h.admin.list_nodes(filters.spec())
+    assert [(node.pk, node.current_job) for node in nodes] == [(final.node, None)]

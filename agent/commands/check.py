@@ -3,8 +3,9 @@
 Checks, in order: config, work and state directories, server reachable, login,
 the node slots (found, or would be created), resources (cores, memory), executors
 (subprocess; mpiexec and its flavor). Prints one line per finding; exit 0 only if
-nothing failed. A missing mpiexec is a warning unless ``mpi.mpiexec`` names one:
-MPI jobs are then given back by this node.
+nothing failed, 6 when the server cannot be reached, 7 when the login is refused, else 1.
+A missing mpiexec is a warning unless ``mpi.mpiexec`` names one: MPI jobs are then given
+back by this node.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import anyio
 from agent.commands.common import make_client, make_redactor, settings_or_exit
 from agent.config import Settings, config_path
 from agent.host import available_cores, host_ip, usable_cores, usable_memory_mb
+from agent.outcome import ExitCode
 from agent.server import AuthError, ServerError, ServerUnreachable
 from executors import mpi as mpi_executor
 from executors.base import NodeError
@@ -36,6 +38,8 @@ class Finding:
     level: Level
     topic: str
     text: str
+    code: ExitCode = ExitCode.JOB_FAILED
+    """The exit code a FAIL stands for (1 unless it is the server's or the login's)."""
 
     def render(self) -> str:
         return f"[{self.level.value:>4}] {self.topic}: {self.text}"
@@ -110,15 +114,23 @@ async def check_server(settings: Settings) -> list[Finding]:
                     Level.FAIL,
                     "server",
                     f"{settings.server.url} unreachable: {exc.__cause__ or exc}",
+                    ExitCode.SERVER_UNAVAILABLE,
                 )
             ]
         except AuthError as exc:
             return [
                 Finding(Level.OK, "server", f"{settings.server.url} answers"),
-                Finding(Level.FAIL, "auth", exc.detail),
+                Finding(Level.FAIL, "auth", exc.detail, ExitCode.REFUSED),
             ]
         except ServerError as exc:
-            return [Finding(Level.FAIL, "server", f"{settings.server.url}: {exc}")]
+            return [
+                Finding(
+                    Level.FAIL,
+                    "server",
+                    f"{settings.server.url}: {exc}",
+                    ExitCode.SERVER_UNAVAILABLE,
+                )
+            ]
         findings.append(Finding(Level.OK, "server", f"{settings.server.url} answers"))
         findings.append(Finding(Level.OK, "auth", f"logged in as {settings.server.username!r}"))
         for index in range(settings.node.slots):
@@ -159,4 +171,13 @@ def run_check(config: str | None) -> int:
         print(finding.render(), file=stream)
     failed = [finding for finding in findings if finding.level is Level.FAIL]
     print("agent check: " + (f"{len(failed)} problem(s)" if failed else "all well"))
-    return 1 if failed else 0
+    return check_exit_code(failed)
+
+
+def check_exit_code(failed: list[Finding]) -> ExitCode:
+    """0 when nothing failed; the server's or login's own code when that failed (6, 7);
+    else 1."""
+    if not failed:
+        return ExitCode.SUCCESS
+    specific = [finding.code for finding in failed if finding.code is not ExitCode.JOB_FAILED]
+    return specific[0] if specific else ExitCode.JOB_FAILED

@@ -3,7 +3,9 @@
 FILE is a bare analysis in any dialect, or ``{"analysis", "outputs", "parameters"}`` as
 a template would give them. Inputs with absolute http(s) URLs are downloaded; other
 ``downloadUrl`` values are paths relative to FILE's directory (there is no server to
-ask). Declared outputs and the log are copied to DIR. The exit code is run-once's.
+ask). Declared outputs and the log are copied to DIR. The job directory is kept: under
+``run.work_dir`` when configured, else in a new temporary directory. The exit code is
+run-once's.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import shutil
 import signal
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -58,6 +61,15 @@ def local_fetcher(base_dir: Path, timeout: float) -> Fetch:
     return fetch
 
 
+def spec_work_dir(settings: Settings) -> Path:
+    """Where a spec run's job directory goes: ``run.work_dir`` when configured, else a
+    new private temporary directory (a debugging run leaves nothing in the daemon's
+    state directory, and needs no write access to it)."""
+    if settings.run.work_dir is not None:
+        return settings.run.work_dir
+    return Path(tempfile.mkdtemp(prefix="agent-spec-"))
+
+
 async def _stop_on_signal(execution: Execution, _handle: object) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:
@@ -77,7 +89,7 @@ async def run_local(
     if spec.cores > len(cores):
         raise NodeError(f"the job needs {spec.cores} cores, this host offers {len(cores)}")
     marker = uuid.uuid4().hex
-    workspace = Workspace.create(settings.work_dir, f"local-{marker[:8]}")
+    workspace = Workspace.create(spec_work_dir(settings), f"local-{marker[:8]}")
     execution = Execution(
         spec,
         workspace,

@@ -17,12 +17,12 @@ import structlog
 
 from agent.commands.common import make_client, settings_or_exit, setup
 from agent.commands.console import ProgressConsole
+from agent.commands.failures import explain
 from agent.config import Settings
 from agent.daemon import Agent
-from agent.jobrun import AgentContext, JobObserver, JobReport
+from agent.jobrun import AgentContext, JobObserver
 from agent.journal import Journal
 from agent.outcome import ExitCode, exit_code
-from agent.server import AuthError, ServerError, ServerUnreachable
 
 logger = structlog.get_logger("agent")
 
@@ -62,7 +62,7 @@ async def _run_agent(
     only_job: int | None = None,
     max_jobs: int | None = None,
     observer: JobObserver | None = None,
-) -> list[JobReport]:
+) -> Agent:
     redactor = setup(settings)
     async with make_client(settings, redactor) as client:
         context = AgentContext(
@@ -80,25 +80,27 @@ async def _run_agent(
             reports = await agent.run()
             group.cancel_scope.cancel()
         logger.info("agent stopped", jobs=len(reports))
-        return reports
+        return agent
 
 
-def _run_or_exit_code(
-    main: Callable[[], Awaitable[list[JobReport]]],
-) -> list[JobReport] | ExitCode:
-    """Run the agent; a login refused or a server gone for good is one line and exit 5."""
+def _run_or_exit_code(settings: Settings, main: Callable[[], Awaitable[Agent]]) -> Agent | ExitCode:
+    """Run the agent; an expected failure (login or registration refused, server gone,
+    no such job) is one line on stderr and its exit code."""
     try:
         return anyio.run(main)
-    except AuthError as exc:
-        print(f"agent: {exc.detail}", file=sys.stderr)
-    except (ServerError, ServerUnreachable) as exc:
-        print(f"agent: cannot use the server: {exc}", file=sys.stderr)
-    return ExitCode.NODE_ERROR
+    except Exception as exc:
+        failure = explain(exc, settings.server.url)
+        if failure is None:
+            raise
+        print(failure.line, file=sys.stderr)
+        return failure.code
 
 
 def run_daemon(config: str | None, *, exit_when_idle: bool = False) -> int:
     settings = settings_or_exit(config)
-    outcome = _run_or_exit_code(lambda: _run_agent(settings, exit_when_idle=exit_when_idle))
+    outcome = _run_or_exit_code(
+        settings, lambda: _run_agent(settings, exit_when_idle=exit_when_idle)
+    )
     return outcome if isinstance(outcome, ExitCode) else ExitCode.SUCCESS
 
 
@@ -111,22 +113,22 @@ def run_once(
         return run_spec_file(config, Path(spec_file), Path(out_dir) if out_dir else None)
     settings = settings_or_exit(config, overrides={"node": {"slots": 1}})
     console = ProgressConsole.for_stream(sys.stderr)
-    reports = _run_or_exit_code(
+    agent = _run_or_exit_code(
+        settings,
         lambda: _run_agent(
             settings, exit_when_idle=True, only_job=job, max_jobs=1, observer=console
-        )
+        ),
     )
-    if isinstance(reports, ExitCode):
-        return reports
-    if not reports:
-        print(
-            "agent: nothing to do: no pending job fits this agent"
-            if job is None
-            else f"agent: job {job} is not pending or does not fit this agent",
-            file=sys.stderr,
-        )
+    if isinstance(agent, ExitCode):
+        return agent
+    if not agent.reports:
+        if job is None:
+            print("agent: nothing to do: no pending job fits this agent", file=sys.stderr)
+        else:
+            why = agent.why_not_taken(job) or "it is not pending or does not fit this agent"
+            print(f"agent: job {job} not run: {why}", file=sys.stderr)
         return ExitCode.NOTHING_TO_DO
-    report = reports[0]
+    report = agent.reports[0]
     code = exit_code(report.outcome.reason)
     print(
         f"job {report.job}: {report.outcome.reason.value}"

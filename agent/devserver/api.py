@@ -1,70 +1,81 @@
-"""Routing, authentication, node identity and the views of the `/v1` API.
+"""The request pipeline: routing, authentication, permissions, node identity, bodies.
 
-Request flow: fault injection → route (unknown path: 404, wrong method: 405) → bearer
-token (401) → `Node-Id` (unknown: 400; known: bumps `last_seen`) → view. `ApiError`s
-become `{"detail": ...}` JSON; `ServerCrash` and any unexpected exception become the HTML
-500 page, so bad input never takes the server down.
+Each request goes through the real server's stages, in its order:
+1. fault injection (tests), then the URL: none matches → Django's HTML 404; the URL matches
+   but not the method → HTML 500 (the real view-set has no permission for a `None` action);
+   a download whose `Accept` does not admit `application/data` → 406;
+2. the bearer token: a bad one is a 401 (no header: anonymous);
+3. the route's permission, evaluated like the real `IsAdminUser | ...` classes: a node
+   permission reads `Node-Id` (unknown or non-numeric: 400, even before a 401), a refusal is
+   401 for an anonymous caller and 403 otherwise;
+4. the body: malformed JSON 400, an output upload without a filename 400; a body sent
+   without `Content-Length` (chunked) is not seen at all, as under daphne;
+5. `Node-Id` on any request: 400 when bad, else the node's `last_seen` is bumped;
+6. the view: object lookup (404), object permission (403), body checks, lifecycle rules.
+
+`ApiError`s become JSON; `ServerCrash` and any unexpected exception the HTML 500 page, so
+bad input never takes the server down.
+
+Deliberately not mirrored: the real server lets a request *without* `Authorization` act as
+a node when its `Node-Id` names one (its node permissions never look at the user); here an
+anonymous caller always gets 401.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from agent.devserver.disposition import attachment, upload_filename
-from agent.devserver.errors import ApiError, ServerCrash
+from agent.devserver.auth import Authenticator
+from agent.devserver.disposition import upload_filename
+from agent.devserver.errors import (
+    ApiError,
+    PageNotFound,
+    ServerCrash,
+    forbidden,
+    unauthenticated,
+)
 from agent.devserver.faults import FaultInjector
+from agent.devserver.hardware import Hardware
 from agent.devserver.lifecycle import Lifecycle
 from agent.devserver.messages import Request, Response
-from agent.devserver.models import User
 from agent.devserver.outputs import Outputs
+from agent.devserver.routes import DATA, Context, Permission, Route, build_routes
 from agent.devserver.store import Store
-from agent.devserver.tokens import TokenError, TokenService
-from agent.devserver.validate import JsonBody, require
+from agent.devserver.validate import JsonBody
 
 _log = logging.getLogger(__name__)
 
-_PK = r"(?P<pk>[0-9]+)"
-_JOB = rf"/v1/jobs/{_PK}"
-_OUTPUT = rf"{_JOB}/outputs/(?P<name>[^/]+)/(?P<type>[^/]+)"
-# The real server's URL pattern for progress amounts (so `0`, `1` and `1e-05` are 404s).
-PROGRESS_PATTERN = r"(0.[0-9]+)|(1.(0)+)"
+_MISSING_FILENAME = (
+    "Missing filename. Request should include a Content-Disposition header with a filename "
+    "parameter."
+)
 
 
-@dataclass(frozen=True)
-class Context:
-    """What a view gets: the request, URL parameters, caller and lazily parsed body."""
+class _Download(Exception):
+    """An error on the download route, which the real server renders as `application/data`."""
 
-    request: Request
-    params: Mapping[str, str]
-    user_pk: int
-    user: User
-    node: int | None
-    body: JsonBody
-
-    @property
-    def pk(self) -> int:
-        """The `{pk}` URL parameter."""
-        return int(self.params["pk"])
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.detail)
+        self.error = error
 
 
-View = Callable[[Context], Response]
+def _visible_body(request: Request) -> bytes:
+    """The body as the real server's views see it: Django reads `Content-Length` bytes, so
+    a chunked body (no `Content-Length`) is no body."""
+    return request.body if "content-length" in request.headers else b""
 
 
-@dataclass(frozen=True)
-class _Route:
-    method: str
-    pattern: re.Pattern[str]
-    view: View
-
-
-def _json(value: object, status: int = 200) -> Response:
-    return Response.json(status, value)
+def _accepts_data(accept: str | None) -> bool:
+    """Whether an `Accept` header admits `application/data` (content negotiation comes
+    first on the real server: a download asked for as JSON is a 406)."""
+    if accept is None:
+        return True
+    ranges = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
+    return bool(ranges & {"*/*", "application/*", DATA})
 
 
 class Api:
@@ -75,73 +86,21 @@ class Api:
         store: Store,
         lifecycle: Lifecycle,
         outputs: Outputs,
-        tokens: TokenService,
-        accounts: Mapping[int, User],
+        hardware: Hardware,
+        auth: Authenticator,
         faults: FaultInjector,
     ) -> None:
         self._store = store
         self._lifecycle = lifecycle
         self._outputs = outputs
-        self._tokens = tokens
-        self._accounts = dict(accounts)
-        self._by_name = {user.name: pk for pk, user in self._accounts.items()}
+        self._hardware = hardware
+        self._auth = auth
         self._faults = faults
-        self._public: dict[str, Callable[[Request], Response]] = {
-            "/v1/auth/obtain": self._obtain,
-            "/v1/auth/refresh": self._refresh,
+        self._public: dict[str, Callable[[object], dict[str, Any]]] = {
+            "/v1/auth/obtain": auth.obtain,
+            "/v1/auth/refresh": auth.refresh,
         }
-        self._routes = [_Route(m, re.compile(rf"{p}/?"), v) for m, p, v in self._table()]
-
-    def _table(self) -> list[tuple[str, str, View]]:
-        store, jobs, outputs = self._store, self._lifecycle, self._outputs
-        return [
-            ("POST", "/v1/nodes/list", lambda c: _json(store.list_nodes(c.body.value()))),
-            ("POST", "/v1/nodes/create", lambda c: _json(store.create_node(c.body), 201)),
-            ("GET", "/v1/nodes/ping", lambda c: Response(200)),
-            ("GET", rf"/v1/nodes/{_PK}", lambda c: _json(store.get_node(c.pk))),
-            (
-                "PATCH",
-                rf"/v1/nodes/{_PK}",
-                lambda c: _json(store.update_node(c.pk, c.node, c.body)),
-            ),
-            ("POST", "/v1/jobs/list", lambda c: _json(store.list_jobs(c.body.value()))),
-            ("GET", _JOB, lambda c: _json(store.get_job(c.pk))),
-            ("GET", rf"{_JOB}/acquire", lambda c: _json(jobs.acquire(c.pk, c.node))),
-            ("POST", rf"{_JOB}/start", lambda c: _json(jobs.start(c.pk, c.node, c.body))),
-            (
-                "POST",
-                rf"{_JOB}/progress/(?P<progress>{PROGRESS_PATTERN})",
-                lambda c: _json(jobs.progress(c.pk, c.node, c.params["progress"], c.body)),
-            ),
-            ("POST", rf"{_JOB}/finish", lambda c: _json(jobs.finish(c.pk, c.node, c.body))),
-            ("DELETE", rf"{_JOB}/reset", lambda c: _json(jobs.reset(c.pk, c.node))),
-            ("DELETE", rf"{_JOB}/release", lambda c: _json(jobs.release(c.pk, c.node))),
-            ("DELETE", rf"{_JOB}/cancel", lambda c: _json(jobs.cancel(c.pk, c.user.staff))),
-            ("DELETE", rf"{_JOB}/abort", lambda c: _json(jobs.abort(c.pk, c.user.staff))),
-            ("POST", _OUTPUT, self._add_output),
-            ("GET", _OUTPUT, self._get_output),
-            (
-                "GET",
-                rf"{_OUTPUT}/info",
-                lambda c: _json(outputs.output_info(c.pk, c.params["name"], c.params["type"])),
-            ),
-            (
-                "POST",
-                "/v1/job-templates/import",
-                lambda c: _json(store.import_template(c.body, c.user.staff, c.user_pk)),
-            ),
-            (
-                "POST",
-                "/v1/job-templates/list",
-                lambda c: _json(store.list_templates(c.body.value())),
-            ),
-            ("GET", rf"/v1/job-templates/{_PK}", lambda c: _json(store.get_template(c.pk))),
-            (
-                "POST",
-                rf"/v1/job-templates/{_PK}/create-job",
-                lambda c: _json(store.create_job(c.pk, c.body, c.user_pk), 201),
-            ),
-        ]
+        self._routes = build_routes(store, lifecycle, outputs, hardware)
 
     # ------------------------------------------------------------ pipeline
 
@@ -155,6 +114,11 @@ class Api:
         except ApiError as exc:
             headers = {"WWW-Authenticate": 'Bearer realm="api"'} if exc.status == 401 else {}
             return Response.json(exc.status, exc.body(), headers)
+        except _Download as exc:
+            answer = Response.json(exc.error.status, exc.error.body())
+            return Response(answer.status, answer.body, DATA)
+        except PageNotFound:
+            return Response.html_404(request.path)
         except ServerCrash as exc:
             return Response.html_500(str(exc))
         except Exception as exc:
@@ -166,105 +130,109 @@ class Api:
         if public is not None:
             if request.method != "POST":
                 raise ApiError(405, f'Method "{request.method}" not allowed.')
-            return public(request)
-        allowed = False
+            body = JsonBody.parse(_visible_body(request), request.headers.get("content-type"))
+            return Response.json(200, public(body.value()))
+        route, match = self._resolve(request)
+        if route is None or match is None:
+            self._auth.authenticate(request.headers.get("authorization"))
+            raise ServerCrash("Exception: No permission class defined for action 'None'")
+        if not route.download:
+            return self._run(route, match, request)
+        try:
+            return self._run(route, match, request)
+        except ApiError as exc:
+            raise _Download(exc) from None
+
+    def _run(self, route: Route, match: re.Match[str], request: Request) -> Response:
+        if route.download and not _accepts_data(request.headers.get("accept")):
+            raise ApiError(406, "Could not satisfy the request Accept header.")
+        user_pk = self._permit(
+            route.permission,
+            self._auth.authenticate(request.headers.get("authorization")),
+            request.headers.get("node-id"),
+        )
+        filename: str | None = None
+        if route.upload:
+            filename = self._upload_filename(request)
+            body = JsonBody({})
+        else:
+            body = JsonBody.parse(_visible_body(request), request.headers.get("content-type"))
+        node = self._seen(request.headers.get("node-id"))
+        params = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
+        context = Context(
+            request=request,
+            params=params,
+            user_pk=user_pk,
+            user=self._auth.user(user_pk),
+            node=node,
+            body=body,
+            filename=filename,
+        )
+        return route.view(context)
+
+    def _resolve(self, request: Request) -> tuple[Route | None, re.Match[str] | None]:
+        """The route for this method and path; (None, None) when only the path matches."""
+        method = "GET" if request.method == "HEAD" else request.method
+        path_matches = False
         for route in self._routes:
             match = route.pattern.fullmatch(request.path)
             if match is None:
                 continue
-            if route.method != request.method:
-                allowed = True
-                continue
-            params = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
-            user_pk = self._authenticate(request)
-            context = Context(
-                request=request,
-                params=params,
-                user_pk=user_pk,
-                user=self._accounts[user_pk],
-                node=self._node(request),
-                body=JsonBody(request.body),
-            )
-            return route.view(context)
-        if allowed:
-            raise ApiError(405, f'Method "{request.method}" not allowed.')
-        raise ApiError(404, "Not found.")
+            if route.method == method:
+                return route, match
+            path_matches = True
+        if not path_matches:
+            raise PageNotFound(request.path)
+        return None, None
 
-    def _authenticate(self, request: Request) -> int:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "Authentication credentials were not provided.")
-        try:
-            user_pk = self._tokens.verify(token.strip(), "access")
-        except TokenError:
-            raise ApiError(
-                401, "Given token not valid for any token type", code="token_not_valid"
-            ) from None
-        if user_pk not in self._accounts:
-            raise ApiError(401, "User not found", code="user_not_found")
+    def _permit(self, permission: Permission, user_pk: int | None, node_id: str | None) -> int:
+        """The caller's user pk once the route's permission lets it through."""
+        staff = user_pk is not None and self._auth.user(user_pk).staff
+        if permission == "auth":
+            allowed = user_pk is not None
+        elif permission == "staff":
+            allowed = staff
+        elif permission == "node":
+            allowed = self._node(node_id) is not None
+        else:
+            allowed = staff or self._node(node_id) is not None
+        if user_pk is None:
+            raise unauthenticated()
+        if not allowed:
+            raise forbidden()
         return user_pk
 
-    def _node(self, request: Request) -> int | None:
-        raw = request.headers.get("node-id")
-        if raw is None:
+    def _node(self, node_id: str | None) -> int | None:
+        """The node a `Node-Id` header names (None without one); 400 when it names none."""
+        if node_id is None:
             return None
         try:
-            pk = int(raw.strip())
+            pk = int(node_id)
         except ValueError:
-            raise ApiError(400, f"Invalid Node-Id header: {raw!r}") from None
-        if not self._store.touch_node(pk):
-            raise ApiError(400, f"No node with pk {pk} (Node-Id header)")
+            raise ApiError(
+                400, f"Bad Node-Id header '{node_id}': Unable to parse into an integer primary-key"
+            ) from None
+        if not self._store.node_exists(pk):
+            raise ApiError(400, f"Bad Node-Id header '{node_id}': No node with this primary-key")
         return pk
 
-    # ------------------------------------------------------------ auth views
+    def _seen(self, node_id: str | None) -> int | None:
+        """Check `Node-Id` again and bump that node's `last_seen`."""
+        pk = self._node(node_id)
+        if pk is not None:
+            self._store.touch_node(pk)
+        return pk
 
-    def _obtain(self, request: Request) -> Response:
-        body = JsonBody(request.body).object()
-        username: str = require(body, "username", str)
-        password: str = require(body, "password", str)
-        pk = self._by_name.get(username)
-        user = self._accounts.get(pk) if pk is not None else None
-        if (
-            user is None
-            or pk is None
-            or not hmac.compare_digest(user.password.encode(), password.encode())
-        ):
-            raise ApiError(401, "No active account found with the given credentials")
-        return _json(
-            {
-                "refresh": self._tokens.issue(pk, "refresh"),
-                "access": self._tokens.issue(pk, "access"),
-            }
-        )
+    @staticmethod
+    def _upload_filename(request: Request) -> str:
+        """The upload's filename, as the real server's file-upload parser finds it.
 
-    def _refresh(self, request: Request) -> Response:
-        body = JsonBody(request.body).object()
-        token: str = require(body, "refresh", str)
-        try:
-            pk = self._tokens.verify(token, "refresh")
-        except TokenError:
-            raise ApiError(401, "Token is invalid or expired", code="token_not_valid") from None
-        if pk not in self._accounts:
-            raise ApiError(401, "User not found", code="user_not_found")
-        return _json({"access": self._tokens.issue(pk, "access")})
-
-    # ---------------------------------------------------------- output views
-
-    def _add_output(self, c: Context) -> Response:
-        info: dict[str, Any] = self._outputs.add_output(
-            c.pk,
-            c.params["name"],
-            c.params["type"],
-            node=c.node,
-            staff=c.user.staff,
-            creator=c.user_pk,
-            filename=upload_filename(c.request.headers.get("content-disposition")),
-            data=c.request.body,
-        )
-        return _json(info)
-
-    def _get_output(self, c: Context) -> Response:
-        filename, data = self._outputs.output_data(c.pk, c.params["name"], c.params["type"])
-        return Response(
-            200, data, "application/octet-stream", {"Content-Disposition": attachment(filename)}
-        )
+        An empty body is never parsed there: the view then finds no file and crashes (HTML
+        500). Any content type will do.
+        """
+        if not _visible_body(request):
+            raise ServerCrash("KeyError: 'file'")
+        filename = upload_filename(request.headers.get("content-disposition"))
+        if not filename:
+            raise ApiError(400, _MISSING_FILENAME)
+        return filename

@@ -8,8 +8,10 @@ from pathlib import Path
 from types import TracebackType
 
 from agent.devserver.api import Api
+from agent.devserver.auth import Authenticator
 from agent.devserver.db import Database
 from agent.devserver.faults import FaultInjector
+from agent.devserver.hardware import Hardware
 from agent.devserver.httpd import DevHTTPServer
 from agent.devserver.lifecycle import Lifecycle
 from agent.devserver.models import RecordedRequest, User
@@ -49,9 +51,14 @@ class DevServer:
         tokens = TokenService(self._db.secret(), access_ttl, refresh_ttl)
         self._faults = FaultInjector()
         self._recorder = RequestRecorder()
-        accounts = {pks[user.name]: user for user in users}
+        auth = Authenticator(tokens, {pks[user.name]: user for user in users})
         self._api = Api(
-            self._store, Lifecycle(self._db), Outputs(self._db), tokens, accounts, self._faults
+            self._store,
+            Lifecycle(self._db),
+            Outputs(self._db),
+            Hardware(self._db),
+            auth,
+            self._faults,
         )
         self._httpd: DevHTTPServer | None = None
         self._thread: threading.Thread | None = None

@@ -7,7 +7,7 @@ server's order: object lookup (404), permission (403), body (400), then the life
 
 Permissions mirror the real view-set: acquire needs a node; start, progress and reset
 need the node that holds the job (`job.node`); finish and release accept that node or the
-node whose `current_job` is the job; cancel and abort need staff.
+node whose `current_job` is the job; cancel and abort need staff (checked by the route).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from agent.devserver.db import Database
-from agent.devserver.errors import ApiError, ServerCrash, forbidden
+from agent.devserver.errors import ApiError, ServerCrash
 from agent.devserver.phases import FINALISED, Phase
 from agent.devserver.rows import (
     job_dict,
@@ -30,7 +30,7 @@ from agent.devserver.rows import (
     update_job,
 )
 from agent.devserver.timestamps import now_iso
-from agent.devserver.validate import JsonBody, optional, require
+from agent.devserver.validate import JsonBody, finish_spec, start_spec
 
 
 class Lifecycle:
@@ -42,12 +42,12 @@ class Lifecycle:
     def acquire(self, pk: int, node: int | None) -> dict[str, Any]:
         """Reserve a job for a node.
 
-        403 without a node; the holding node again: 200 no-op; another node holds it, or it
-        is finalised (FINISHED/CANCELLED): 406. Any other phase with no node is acquirable,
-        as on the real server (an aborted ERRORED job included).
+        The holding node again: 200 no-op; another node holds it, or it is finalised
+        (FINISHED/CANCELLED): 406. Any other phase with no node is acquirable, as on the
+        real server. The route guarantees a node.
         """
         if node is None:
-            raise forbidden()
+            raise ServerCrash("AssertionError: acquire without a node")
         with self._db.transaction() as conn:
             job = job_row(conn, pk)
             if job["node"] == node:
@@ -62,19 +62,18 @@ class Lifecycle:
     def start(self, pk: int, node: int | None, body: JsonBody) -> dict[str, Any]:
         """Start an acquired job: sets `start_time` and the node's `current_job`.
 
-        400 without `send_notification`; 403 not the holding node; 406 when the node's
-        `current_job` is set ("another already in progress" — also after an abort, until the
-        node finishes the aborted job) or the job is not CREATED.
+        403 not the holding node; 400 without a string `send_notification` (HTML 500 for a
+        body `dict()` cannot take); 406 when the node's `current_job` is set ("another
+        already in progress" — also after an abort, until the node finishes the aborted job)
+        or the job is not CREATED.
         """
         with self._db.transaction() as conn:
             job = job_row(conn, pk)
             node = require_owner(job, node)
-            require(body.object(), "send_notification", str)
+            start_spec(body.as_dict())
             current = node_row(conn, node)["current_job"]
             if current is not None:
-                raise ApiError(
-                    406, f"Node {node} is working job {current}: another already in progress"
-                )
+                raise ApiError(406, "Attempted to start a job with another already in progress")
             if job_phase(job) is not Phase.CREATED:
                 raise ApiError(406, "Job already started")
             update_job(conn, pk, start_time=now_iso())
@@ -85,8 +84,8 @@ class Lifecycle:
         """Record progress of a STARTED job.
 
         403 not the holding node; HTML 500 when the amount does not parse as a float (the
-        route regex lets `0x5` through), the body is JSON but not an object, or the job is
-        not the node's current job (not started yet); 406 when not STARTED (cancelled).
+        route regex lets `0x5` through), the body is not an object, or the job is not the
+        node's current job (not started yet, or finished); 406 when not STARTED (cancelled).
         """
         with self._db.transaction() as conn:
             job = job_row(conn, pk)
@@ -95,7 +94,7 @@ class Lifecycle:
                 value = float(amount)
             except ValueError:
                 raise ServerCrash(f"ValueError: could not convert {amount!r} to float") from None
-            data = body.object_or_crash()
+            data = body.as_dict()
             if node_row(conn, node)["current_job"] != pk:
                 raise ServerCrash("AssertionError: _progress_workable called by incorrect node")
             if job_phase(job) is not Phase.STARTED:
@@ -114,10 +113,7 @@ class Lifecycle:
         with self._db.transaction() as conn:
             job = job_row(conn, pk)
             node = require_owner_or_worker(conn, job, node)
-            spec = body.object()
-            require(spec, "success", bool)
-            require(spec, "send_notification", str)
-            error: str | None = optional(spec, "error", str, None)
+            error = finish_spec(body.as_dict())
             if node_row(conn, node)["current_job"] != pk:
                 raise ServerCrash("AssertionError: _finish_workable called with incorrect node")
             set_current_job(conn, node, None)
@@ -125,7 +121,7 @@ class Lifecycle:
             if job["node"] != node or state is Phase.CANCELLED:
                 return job_dict(conn, pk)
             if state is not Phase.STARTED:
-                raise ApiError(406, "Job not in the STARTED phase")
+                raise ApiError(406, "Job not in the Started phase")
             update_job(conn, pk, end_time=now_iso(), error_reason=error)
             return job_dict(conn, pk)
 
@@ -148,20 +144,23 @@ class Lifecycle:
         """Give a CREATED or ERRORED job back: clears `job.node`.
 
         403 unless the holder (or working) node; HTML 500 when it is the node's current
-        job (STARTED: a bare assert on the real server); 406 for any other phase.
+        job (STARTED: a bare assert on the real server); a 200 no-op for a node that works
+        the job without holding it (aborted); 406 for any other phase.
         """
         with self._db.transaction() as conn:
             job = job_row(conn, pk)
             node = require_owner_or_worker(conn, job, node)
             if node_row(conn, node)["current_job"] == pk:
                 raise ServerCrash("AssertionError: _release_workable called on job in progress")
+            if job["node"] != node:
+                return job_dict(conn, pk)
             if job_phase(job) not in (Phase.CREATED, Phase.ERRORED):
                 raise ApiError(406, "Can't release a started or finalised job")
             update_job(conn, pk, node=None)
             return job_dict(conn, pk)
 
-    def cancel(self, pk: int, staff: bool) -> dict[str, Any]:
-        """Cancel a job (staff only): `error_reason = "Cancelled"`, `end_time` cleared.
+    def cancel(self, pk: int) -> dict[str, Any]:
+        """Cancel a job (the route is staff only): `error_reason = "Cancelled"`, no `end_time`.
 
         A finalised job is left alone (200). A started job becomes CANCELLED
         (`is_cancelled` true): its progress answers 406 and its finish is a no-op. A job not
@@ -169,35 +168,24 @@ class Lifecycle:
         error reason takes it out of the work queue (agents list `error_reason` isnull); if
         its node starts it anyway it is CANCELLED from that moment.
         """
-        if not staff:
-            raise forbidden()
         with self._db.transaction() as conn:
             job = job_row(conn, pk)
             if job_phase(job) not in FINALISED:
                 update_job(conn, pk, end_time=None, error_reason="Cancelled")
             return job_dict(conn, pk)
 
-    def abort(self, pk: int, staff: bool) -> dict[str, Any]:
-        """Take a job away from its node (staff only); 406 when finalised.
+    def abort(self, pk: int) -> dict[str, Any]:
+        """Take a job away from its node (the route is staff only); 406 when finalised.
 
-        A started job becomes ERRORED (`error_reason = "Aborted"`, `end_time` set), its
-        outputs are soft-deleted and `job.node` is cleared — but the node's `current_job`
-        still points at it (the real server's quirk): that node's next `start` answers 406
-        until it `finish`es the aborted job (a 200 no-op). A CREATED or ERRORED job just
-        loses its node.
+        The job goes back to CREATED (start and end times and error reason cleared), loses
+        its node, and its outputs are soft-deleted — but a node that had started it keeps it
+        as `current_job` (the real server's quirk): that node's next `start` answers 406
+        until it `finish`es the aborted job (a 200 no-op).
         """
-        if not staff:
-            raise forbidden()
         with self._db.transaction() as conn:
             job = job_row(conn, pk)
-            state = job_phase(job)
-            if state in FINALISED:
+            if job_phase(job) in FINALISED:
                 raise ApiError(406, "Can't abort a finalised job")
-            if state is Phase.STARTED:
-                soft_delete_outputs(conn, pk)
-                update_job(conn, pk, node=None, end_time=now_iso(), error_reason="Aborted")
-            else:
-                update_job(conn, pk, node=None)
+            soft_delete_outputs(conn, pk)
+            update_job(conn, pk, node=None, start_time=None, end_time=None, error_reason=None)
             return job_dict(conn, pk)
-
-    # -------------------------------------------------------------- outputs

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from agent.devserver.errors import html_500_page
+from agent.devserver.errors import html_404_page, html_500_page
 
 
 @dataclass(frozen=True)
@@ -37,3 +37,8 @@ class Response:
     def html_500(cls, message: str) -> Response:
         """The HTML 500 page the real server shows for a bare assert or crash."""
         return cls(500, html_500_page(message), "text/html; charset=utf-8")
+
+    @classmethod
+    def html_404(cls, path: str) -> Response:
+        """Django's page for a URL that no route matches."""
+        return cls(404, html_404_page(path), "text/html; charset=utf-8")

@@ -28,24 +28,19 @@ class Outputs:
         node: int | None,
         staff: bool,
         creator: int,
-        filename: str | None,
+        filename: str,
         data: bytes,
     ) -> dict[str, Any]:
         """Attach an output to a STARTED, ERRORED or CANCELLED job.
 
-        403 unless staff or the holding node; 400 without a filename; 417 not started;
-        406 FINISHED; 400 when an output with this name/type exists, soft-deleted or not.
+        403 unless staff or the holding node; 417 not started; 406 FINISHED; 400 when an
+        output with this name/type exists, soft-deleted or not. (The filename is checked
+        before, when the body is read.)
         """
         with self._db.transaction() as conn:
             job = job_row(conn, pk)
             if not staff:
                 require_owner(job, node)
-            if not filename:
-                raise ApiError(
-                    400,
-                    "Missing filename. Request should include a Content-Disposition header "
-                    "with a filename parameter.",
-                )
             state = job_phase(job)
             if state is Phase.CREATED:
                 raise ApiError(417, "Job not started")

@@ -22,11 +22,6 @@ class Phase(Enum):
 
 FINALISED = frozenset({Phase.FINISHED, Phase.CANCELLED})
 
-# The SQL twin of `phase_of(...) is Phase.CANCELLED`, for the `is_cancelled` filter field.
-IS_CANCELLED_SQL = (
-    "(j.start_time IS NOT NULL AND j.end_time IS NULL AND j.error_reason IS NOT NULL)"
-)
-
 
 def phase_of(start_time: str | None, end_time: str | None, error_reason: str | None) -> Phase:
     """The phase a job with these fields is in."""

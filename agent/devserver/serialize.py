@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 
 from agent.devserver.phases import Phase, phase_of
+from agent.devserver.seeds import LICENCES
 
 _CHUNK = 500
 
@@ -17,49 +18,51 @@ JOB_SELECT = (
 
 
 def node_json(row: sqlite3.Row) -> dict[str, Any]:
-    """A node: pk, ip, index, cpu_mem, gpu_mem, driver_version, hardware_generation,
-    current_job (pk or null) and last_seen."""
+    """A node: pk, ip, index, driver_version, hardware_generation (a hardware pk or null),
+    gpu_mem (null without a GPU), cpu_mem, last_seen and current_job (pk or null)."""
     return {
         "pk": row["pk"],
         "ip": row["ip"],
         "index": row["idx"],
-        "cpu_mem": row["cpu_mem"],
-        "gpu_mem": row["gpu_mem"],
         "driver_version": row["driver_version"],
         "hardware_generation": row["hardware_generation"],
-        "current_job": row["current_job"],
+        "gpu_mem": row["gpu_mem"],
+        "cpu_mem": row["cpu_mem"],
         "last_seen": row["last_seen"],
+        "current_job": row["current_job"],
     }
 
 
 def template_json(row: sqlite3.Row) -> dict[str, Any]:
-    """A (workable) job template."""
+    """A (workable) job template: `licence` is the licence's pk, `domain` null; a parameter
+    without a default has only `types` and `help`."""
     return {
         "pk": row["pk"],
         "name": row["name"],
         "version": row["version"],
-        "scope": row["scope"],
-        "licence": row["licence"],
         "description": row["description"],
+        "scope": row["scope"],
+        "domain": None,
+        "licence": LICENCES.get(row["licence"]),
+        # The real server's import leaves a template's creator unset.
+        "creator": None,
+        "creation_time": row["creation_time"],
+        "deletion_time": row["deletion_time"],
         "type": row["job_type"],
         "executor_class": row["executor_class"],
         "required_packages": row["required_packages"],
         "parameters": json.loads(row["parameters"]),
-        "creator": row["creator"],
-        "creation_time": row["creation_time"],
-        "deletion_time": row["deletion_time"],
     }
 
 
 def output_info_json(row: sqlite3.Row) -> dict[str, Any]:
-    """An output's metadata (the `/info` reply and the upload reply)."""
+    """An output's metadata (the `/info` reply and the upload reply); the real server shows
+    neither its filename nor its size."""
     return {
         "pk": row["pk"],
         "job": row["job"],
         "name": row["name"],
         "type": row["type"],
-        "filename": row["filename"],
-        "size": row["size"],
         "creator": row["creator"],
         "creation_time": row["creation_time"],
         "deletion_time": row["deletion_time"],

@@ -12,14 +12,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent.devserver.db import Database
-from agent.devserver.errors import ApiError, forbidden, not_found
+from agent.devserver.errors import ApiError, FieldErrors, ServerCrash, forbidden, not_found
 from agent.devserver.fields import JOB_FIELDS, NODE_FIELDS, TEMPLATE_FIELDS
 from agent.devserver.filters import compile_spec
 from agent.devserver.models import User
+from agent.devserver.nodefields import NodeFields, node_fields
 from agent.devserver.rows import job_dict, node_row
+from agent.devserver.seeds import HARDWARE
 from agent.devserver.serialize import JOB_SELECT, jobs_json, node_json, template_json
 from agent.devserver.timestamps import now_iso
-from agent.devserver.validate import JsonBody, NodeFields, job_spec, node_fields, template_spec
+from agent.devserver.validate import JsonBody, job_spec, template_spec
+
+HARDWARE_PKS = frozenset(generation.pk for generation in HARDWARE)
 
 
 class Store:
@@ -46,15 +50,20 @@ class Store:
 
     # ---------------------------------------------------------------- nodes
 
+    def node_exists(self, pk: int) -> bool:
+        """Whether there is a node with this pk."""
+        with self._db.transaction() as conn:
+            return conn.execute("SELECT 1 FROM nodes WHERE pk = ?", (pk,)).fetchone() is not None
+
     def touch_node(self, pk: int) -> bool:
         """Bump a node's `last_seen`; False when there is no such node."""
         with self._db.transaction() as conn:
             cursor = conn.execute("UPDATE nodes SET last_seen = ? WHERE pk = ?", (now_iso(), pk))
             return cursor.rowcount > 0
 
-    def list_nodes(self, spec: object) -> list[dict[str, Any]]:
+    def list_nodes(self, body: JsonBody) -> list[dict[str, Any]]:
         """Nodes matching a filter spec."""
-        query = compile_spec(spec, NODE_FIELDS, pk_sql="n.pk")
+        query = compile_spec(body.as_dict(), NODE_FIELDS, pk_sql="n.pk")
         sql = f"SELECT n.* FROM nodes n WHERE {query.where} ORDER BY {query.order_by}"  # noqa: S608
         with self._db.transaction() as conn:
             return [node_json(row) for row in conn.execute(sql, query.params)]
@@ -65,7 +74,15 @@ class Store:
             (fields.ip, fields.index, pk),
         ).fetchone()
         if clash is not None:
-            raise ApiError(400, "node with this ip and index already exists")
+            raise FieldErrors(
+                {"non_field_errors": ["The fields ip, index must make a unique set."]}
+            )
+        if fields.index < 0:
+            # The real server's PositiveSmallIntegerField is only a CHECK constraint there:
+            # the IntegrityError is a 400 on create and an unhandled 500 on update.
+            if pk is None:
+                raise ApiError(400, "CHECK constraint failed: index")
+            raise ServerCrash("IntegrityError: CHECK constraint failed: index")
         values = (
             fields.ip,
             fields.index,
@@ -89,17 +106,20 @@ class Store:
         return pk
 
     def create_node(self, body: JsonBody) -> dict[str, Any]:
-        """Register a node; 400 when `(ip, index)` is taken."""
+        """Register a node; 400 with the serializer's errors, or when `(ip, index)` is taken."""
+        fields = node_fields(body.value(), HARDWARE_PKS)
         with self._db.transaction() as conn:
-            pk = self._save_node(conn, None, node_fields(body.object()))
+            pk = self._save_node(conn, None, fields)
             return node_json(node_row(conn, pk))
 
-    def update_node(self, pk: int, caller: int | None, body: JsonBody) -> dict[str, Any]:
-        """PATCH a node: only the node itself (`Node-Id: pk`) may, else 403."""
-        if caller != pk:
-            raise forbidden()
+    def update_node(
+        self, pk: int, caller: int | None, staff: bool, body: JsonBody
+    ) -> dict[str, Any]:
+        """PATCH a node: staff, or the node itself (`Node-Id: pk`); else 403."""
         with self._db.transaction() as conn:
             row = node_row(conn, pk)
+            if not staff and caller != pk:
+                raise forbidden()
             current = NodeFields(
                 ip=row["ip"],
                 index=row["idx"],
@@ -108,7 +128,7 @@ class Store:
                 driver_version=row["driver_version"],
                 hardware_generation=row["hardware_generation"],
             )
-            self._save_node(conn, pk, node_fields(body.object(), current))
+            self._save_node(conn, pk, node_fields(body.value(), HARDWARE_PKS, current))
             return node_json(node_row(conn, pk))
 
     def get_node(self, pk: int) -> dict[str, Any]:
@@ -118,15 +138,13 @@ class Store:
 
     # ------------------------------------------------------------ templates
 
-    def import_template(self, body: JsonBody, staff: bool, creator: int) -> dict[str, Any]:
-        """Import a workable template (staff only).
+    def import_template(self, body: JsonBody, creator: int) -> dict[str, Any]:
+        """Import a workable template (the route is staff only).
 
         A name imported again gets the next version and a new pk, so re-running a demo
         against a kept database works; a fresh name starts at version 1.
         """
-        if not staff:
-            raise forbidden()
-        spec = template_spec(body.object())
+        spec = template_spec(body.as_dict())
         with self._db.transaction() as conn:
             row = conn.execute(
                 "SELECT COALESCE(MAX(version), 0) AS v FROM templates WHERE name = ?", (spec.name,)
@@ -163,9 +181,11 @@ class Store:
         with self._db.transaction() as conn:
             return self._template(conn, pk)
 
-    def list_templates(self, spec: object) -> list[dict[str, Any]]:
+    def list_templates(self, body: JsonBody) -> list[dict[str, Any]]:
         """Templates matching a filter spec."""
-        query = compile_spec(spec, TEMPLATE_FIELDS, pk_sql="t.pk", deleted_sql="t.deletion_time")
+        query = compile_spec(
+            body.as_dict(), TEMPLATE_FIELDS, pk_sql="t.pk", deleted_sql="t.deletion_time"
+        )
         sql = f"SELECT t.* FROM templates t WHERE {query.where} ORDER BY {query.order_by}"  # noqa: S608
         with self._db.transaction() as conn:
             return [template_json(row) for row in conn.execute(sql, query.params)]
@@ -174,14 +194,14 @@ class Store:
         """A new CREATED job from a template; the caller is its creator."""
         with self._db.transaction() as conn:
             parameters = self._template(conn, template)["parameters"]
-            spec = job_spec(body.object(), parameters)
+            spec = job_spec(body.as_dict(), parameters)
             cursor = conn.execute(
                 "INSERT INTO jobs (template, description, input_values, parameter_values, "
                 "creator, creation_time) VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     template,
                     spec.description,
-                    json.dumps(spec.input_values),
+                    "{}",
                     json.dumps(spec.parameter_values),
                     creator,
                     now_iso(),
@@ -191,9 +211,11 @@ class Store:
 
     # ----------------------------------------------------------------- jobs
 
-    def list_jobs(self, spec: object) -> list[dict[str, Any]]:
+    def list_jobs(self, body: JsonBody) -> list[dict[str, Any]]:
         """Jobs matching a filter spec (no pagination)."""
-        query = compile_spec(spec, JOB_FIELDS, pk_sql="j.pk", deleted_sql="j.deletion_time")
+        query = compile_spec(
+            body.as_dict(), JOB_FIELDS, pk_sql="j.pk", deleted_sql="j.deletion_time"
+        )
         sql = f"{JOB_SELECT} WHERE {query.where} ORDER BY {query.order_by}"
         with self._db.transaction() as conn:
             return jobs_json(conn, list(conn.execute(sql, query.params)))

@@ -1,7 +1,11 @@
-"""Request bodies: lazy JSON parsing and the validation of each endpoint's fields.
+"""Request bodies: parsing by content type, and the JSON documents the real server checks
+strictly (its `wai.json` specs: unknown keys and wrong types are a 400 `{"detail"}`).
 
-Bodies are parsed when a view first needs them (like DRF's `request.data`), so permission
-errors come before body errors. An empty body reads as `{}`; invalid JSON is a 400.
+A body is parsed before any object is looked up, as DRF does when the real server logs each
+request: malformed JSON is a 400 even on an unknown job. An empty body reads as `{}`; a
+body that is not JSON (by its `Content-Type`, a missing one included) is a 415. Views that
+call `dict(request.data)` on the real server crash (HTML 500) on most non-object bodies:
+`JsonBody.as_dict` reproduces that.
 """
 
 from __future__ import annotations
@@ -12,114 +16,83 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.devserver.errors import ApiError, ServerCrash
+from agent.devserver.seeds import LICENCES
 
-_MISSING = "This field is required."
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 class JsonBody:
-    """A request body, parsed on first use."""
+    """A request body, parsed."""
 
-    def __init__(self, raw: bytes) -> None:
-        self.raw = raw
-        self._parsed: object = None
-        self._done = False
+    def __init__(self, value: object) -> None:
+        self._value = value
+
+    @classmethod
+    def parse(cls, raw: bytes, content_type: str | None) -> JsonBody:
+        """Parse as DRF would: 400 for malformed JSON, 415 for an unsupported media type."""
+        if not raw:
+            return cls({})
+        content_type = content_type or ""
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media in _FORM_TYPES:
+            return cls({})
+        if media != "application/json":
+            raise ApiError(415, f'Unsupported media type "{content_type}" in request.')
+        try:
+            return cls(json.loads(raw, parse_constant=_reject_constant))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, f"JSON parse error - {exc}") from None
 
     def value(self) -> object:
-        """The parsed JSON value (`{}` for an empty body); 400 when it is not JSON."""
-        if not self._done:
-            if not self.raw.strip():
-                self._parsed = {}
-            else:
-                try:
-                    self._parsed = json.loads(self.raw)
-                except (ValueError, UnicodeDecodeError) as exc:
-                    raise ApiError(400, f"JSON parse error - {exc}") from None
-            self._done = True
-        return self._parsed
+        """The parsed JSON value."""
+        return self._value
 
-    def object(self) -> dict[str, Any]:
-        """The body as a JSON object; 400 otherwise."""
-        value = self.value()
-        if not isinstance(value, dict):
-            raise ApiError(400, "Invalid data. Expected a dictionary.")
-        return value
-
-    def object_or_crash(self) -> dict[str, Any]:
-        """The body as a JSON object; a non-object is an HTML 500.
-
-        Reproduces the progress view's `dict(request.data)` blowing up on non-object JSON.
-        """
-        value = self.value()
-        if not isinstance(value, dict):
-            raise ServerCrash(f"TypeError: cannot convert {type(value).__name__} to dict")
-        return value
+    def as_dict(self) -> dict[Any, Any]:
+        """`dict(request.data)`: objects as they are, most other values an HTML 500."""
+        try:
+            converted: dict[Any, Any] = dict(self._value)  # type: ignore[call-overload]
+        except (TypeError, ValueError) as exc:
+            raise ServerCrash(f"{type(exc).__name__}: {exc}") from None
+        return converted
 
 
-def require(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
-    """`body[key]`, which must be present and of `kind` (bools are not ints); else 400."""
+def _bad(message: str) -> ApiError:
+    return ApiError(400, f"Unable to parse JSON: {message}")
+
+
+def _strict(body: Mapping[str, Any], where: str, required: set[str], allowed: set[str]) -> None:
+    keys = set(body)
+    if not required <= keys:
+        raise _bad(f"{where}: missing {sorted(required - keys)}")
+    if not keys <= allowed:
+        raise _bad(f"{where}: unknown keys {sorted(keys - allowed)}")
+
+
+def _text(
+    body: Mapping[str, Any], key: str, minimum: int = 0, maximum: int | None = None
+) -> str | None:
+    """A string property (None when absent); 400 on a wrong type or length."""
     if key not in body:
-        raise ApiError(400, f"{key}: {_MISSING}", field=key)
-    return check_type(key, body[key], kind)
-
-
-def optional(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
-    """`body[key]` of `kind` when present, else `default`; 400 on a wrong type."""
-    if key not in body:
-        return default
-    return check_type(key, body[key], kind)
-
-
-def check_type(key: str, value: Any, kind: type | tuple[type, ...]) -> Any:
-    """`value` if it is a `kind` (bools only pass as bool); else 400 naming `key`."""
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        raise ApiError(400, f"{key}: wrong type {type(value).__name__}", field=key)
-    if not isinstance(value, kinds):
-        raise ApiError(400, f"{key}: wrong type {type(value).__name__}", field=key)
+        return None
+    value = body[key]
+    if not isinstance(value, str):
+        raise _bad(f"{key!r} must be a string")
+    if len(value) < minimum or (maximum is not None and len(value) > maximum):
+        raise _bad(f"{key!r} must have {minimum} to {maximum} characters")
     return value
 
 
-@dataclass(frozen=True)
-class NodeFields:
-    """The writable fields of a node."""
-
-    ip: str
-    index: int
-    cpu_mem: int
-    gpu_mem: int
-    driver_version: str | None
-    hardware_generation: str | None
-
-
-_NODE_OPTIONAL: dict[str, tuple[type | tuple[type, ...], object]] = {
-    "cpu_mem": (int, 0),
-    "gpu_mem": (int, 0),
-    "driver_version": ((str, type(None)), None),
-    "hardware_generation": ((str, type(None)), None),
-}
-
-
-def node_fields(body: Mapping[str, Any], current: NodeFields | None = None) -> NodeFields:
-    """Node fields from a create body (`current` None) or a PATCH body over `current`."""
-    if current is None:
-        ip = require(body, "ip", str)
-        index = require(body, "index", int)
-        values: dict[str, Any] = {
-            k: optional(body, k, t, d) for k, (t, d) in _NODE_OPTIONAL.items()
-        }
-    else:
-        ip = optional(body, "ip", str, current.ip)
-        index = optional(body, "index", int, current.index)
-        values = {
-            k: optional(body, k, t, getattr(current, k)) for k, (t, _) in _NODE_OPTIONAL.items()
-        }
-    fields = NodeFields(ip=ip, index=index, **values)
-    for key in ("index", "cpu_mem", "gpu_mem"):
-        if getattr(fields, key) < 0:
-            raise ApiError(400, f"{key}: must be >= 0", field=key)
-    if not fields.ip:
-        raise ApiError(400, "ip: may not be blank", field="ip")
-    return fields
+def _mapping(body: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    if key not in body:
+        return None
+    value = body[key]
+    if not isinstance(value, dict):
+        raise _bad(f"{key!r} must be an object")
+    return value
 
 
 @dataclass(frozen=True)
@@ -127,8 +100,8 @@ class TemplateSpec:
     """A validated `job-templates/import` body."""
 
     name: str
-    scope: str | None
-    licence: str | None
+    scope: str
+    licence: str
     description: str
     job_type: str
     executor_class: str
@@ -138,42 +111,71 @@ class TemplateSpec:
 
 def _parameter(name: str, spec: object) -> dict[str, Any]:
     if not isinstance(spec, dict):
-        raise ApiError(400, f"parameters.{name}: must be an object")
-    types = spec.get("types")
-    if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
-        raise ApiError(400, f"parameters.{name}.types: must be a non-empty list of strings")
-    help_text = optional(spec, "help", str, "")
-    const = optional(spec, "const", bool, False)
+        raise _bad(f"parameter {name!r} must be an object")
+    _strict(
+        spec,
+        f"parameter {name!r}",
+        {"types", "help"},
+        {"types", "help", "default", "default_type", "const"},
+    )
+    types = spec["types"]
+    if (
+        not isinstance(types, list)
+        or not types
+        or not all(isinstance(t, str) and 1 <= len(t) <= 256 for t in types)
+    ):
+        raise _bad(f"parameter {name!r}: 'types' must be a non-empty list of strings")
+    help_text = _text(spec, "help") or ""
+    const = spec.get("const", False)
+    if not isinstance(const, bool):
+        raise _bad(f"parameter {name!r}: 'const' must be a boolean")
     has_default = "default" in spec
-    default_type = optional(spec, "default_type", (str, type(None)), None)
+    if const and not has_default:
+        raise _bad(f"parameter {name!r}: must provide a default value for const parameters")
+    default_type = _text(spec, "default_type")
     if has_default and default_type is None:
         default_type = types[0]
     if default_type is not None and default_type not in types:
-        raise ApiError(400, f"parameters.{name}.default_type: not one of {types}")
-    return {
-        "types": list(types),
-        "help": help_text,
-        "default": spec.get("default"),
-        "default_type": default_type if has_default else None,
-        "const": const,
-    }
+        raise ApiError(400, f"Bad job template: default type {default_type!r} not in {types}")
+    entry: dict[str, Any] = {"types": list(types), "help": help_text}
+    if has_default:
+        entry |= {"default": spec["default"], "default_type": default_type, "const": const}
+    return entry
 
 
 def template_spec(body: Mapping[str, Any]) -> TemplateSpec:
-    """Validate an import body: `{"name", "scope", "licence", "specific": {...}}`."""
-    name = require(body, "name", str)
-    if not name:
-        raise ApiError(400, "name: may not be blank", field="name")
-    specific = require(body, "specific", dict)
-    parameters = optional(specific, "parameters", dict, {})
+    """Validate an import body: `{"name", "scope", "licence", "specific": {...}}`.
+
+    The licence must be one the real server seeds; `domain` and `version` are accepted and
+    ignored. Job types are not parsed (this server does not know UFDL's type system).
+    """
+    _strict(
+        body,
+        "template",
+        {"name", "scope", "licence", "specific"},
+        {"name", "version", "description", "scope", "licence", "domain", "specific"},
+    )
+    specific = _mapping(body, "specific")
+    if specific is None:
+        raise _bad("'specific' must be an object")
+    _strict(
+        specific,
+        "specific",
+        {"job_type", "executor_class", "required_packages", "parameters"},
+        {"job_type", "executor_class", "required_packages", "parameters"},
+    )
+    parameters = _mapping(specific, "parameters") or {}
+    licence = _text(body, "licence", 1, 100) or ""
+    if licence not in LICENCES:
+        raise ApiError(400, f"Bad job template: unknown licence {licence!r}")
     return TemplateSpec(
-        name=name,
-        scope=optional(body, "scope", (str, type(None)), None),
-        licence=optional(body, "licence", (str, type(None)), None),
-        description=optional(body, "description", str, ""),
-        job_type=require(specific, "job_type", str),
-        executor_class=require(specific, "executor_class", str),
-        required_packages=optional(specific, "required_packages", str, ""),
+        name=_text(body, "name", 1, 200) or "",
+        scope=_text(body, "scope", 1, 16) or "",
+        licence=licence,
+        description=_text(body, "description") or "",
+        job_type=_text(specific, "job_type", 1, 256) or "",
+        executor_class=_text(specific, "executor_class", 0, 128) or "",
+        required_packages=_text(specific, "required_packages") or "",
         parameters={str(k): _parameter(str(k), v) for k, v in parameters.items()},
     )
 
@@ -182,31 +184,82 @@ def template_spec(body: Mapping[str, Any]) -> TemplateSpec:
 class JobSpec:
     """A validated `create-job` body."""
 
-    input_values: dict[str, Any]
     parameter_values: dict[str, Any]
     description: str
 
 
-def job_spec(body: Mapping[str, Any], parameters: Mapping[str, Mapping[str, Any]]) -> JobSpec:
-    """Validate a create-job body against the template's `parameters`.
+def _value_type_pairs(body: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    pairs = _mapping(body, key)
+    for name, pair in (pairs or {}).items():
+        if not isinstance(pair, dict):
+            raise _bad(f"{key}.{name} must be an object")
+        _strict(pair, f"{key}.{name}", {"value", "type"}, {"value", "type"})
+        _text(pair, "type")
+    return pairs
 
-    A missing `parameter_values` is an HTML 500, as on the real server.
+
+def job_spec(body: Mapping[str, Any], parameters: Mapping[str, Mapping[str, Any]]) -> JobSpec:
+    """Validate a create-job body against the template's `parameters`, in the real
+    server's order: the document (400), then each template parameter (a missing required
+    one 400, a const one given or a type not allowed 406), then unknown names (406).
+    Input values are dropped: templates here declare no inputs, and the real server drops
+    undeclared ones.
+
+    Without `parameter_values` (and no required parameter missing) the real server saves
+    the job, then crashes serialising its null `parameter_values`, rolling it back: an
+    HTML 500 and no job.
     """
-    if "parameter_values" not in body:
-        raise ServerCrash("KeyError: 'parameter_values'")
-    values = check_type("parameter_values", body["parameter_values"], dict)
-    for name, entry in values.items():
-        if name not in parameters:
-            raise ApiError(400, f"parameter_values: unknown parameter {name!r}")
-        if not isinstance(entry, dict) or "value" not in entry:
-            raise ApiError(400, f"parameter_values.{name}: must be {{'value', 'type'}}")
-        kind = entry.get("type")
-        if not isinstance(kind, str) or kind not in parameters[name]["types"]:
-            raise ApiError(400, f"parameter_values.{name}.type: {kind!r} is not allowed")
-        if parameters[name].get("const"):
-            raise ApiError(400, f"parameter_values.{name}: parameter is const")
-    return JobSpec(
-        input_values=optional(body, "input_values", dict, {}),
-        parameter_values=values,
-        description=optional(body, "description", str, ""),
+    _strict(
+        body,
+        "create-job",
+        {"input_values"},
+        {
+            "input_values",
+            "parameter_values",
+            "description",
+            "notification_override",
+            "child_notification_overrides",
+        },
     )
+    _value_type_pairs(body, "input_values")
+    given = _value_type_pairs(body, "parameter_values")
+    description = _text(body, "description") or ""
+    if "child_notification_overrides" in body:
+        raise ApiError(406, "Attempted an add child notification overrides to a non-meta-job")
+    values = given or {}
+    for name, parameter in parameters.items():
+        if "default" not in parameter:
+            if name not in values:
+                _refuse(400, f"Required parameter '{name}' is missing")
+        elif parameter.get("const") and name in values:
+            _refuse(406, f"{name} is const")
+        if name in values and values[name]["type"] not in parameter["types"]:
+            _refuse(406, f"Parameter type {values[name]['type']} is invalid for '{name}'")
+    unknown = sorted(set(values) - set(parameters))
+    if unknown:
+        _refuse(406, f"Unknown job parameters: {', '.join(unknown)}")
+    if given is None:
+        raise ServerCrash(
+            "TypeError: the JSON object must be str, bytes or bytearray, not NoneType"
+        )
+    return JobSpec(parameter_values=given, description=description)
+
+
+def _refuse(status: int, message: str) -> None:
+    raise ApiError(status, message)
+
+
+def start_spec(body: Mapping[str, Any]) -> None:
+    """A start body: `{"send_notification": str}` (other keys allowed); else 400."""
+    if not isinstance(body.get("send_notification"), str):
+        raise _bad("'send_notification' must be a string")
+
+
+def finish_spec(body: Mapping[str, Any]) -> str | None:
+    """A finish body `{"success": bool, "send_notification": str, "error"?: str}` (other keys
+    allowed): its `error`, or None; else 400."""
+    if not isinstance(body.get("success"), bool):
+        raise _bad("'success' must be a boolean")
+    if not isinstance(body.get("send_notification"), str):
+        raise _bad("'send_notification' must be a string")
+    return _text(body, "error")

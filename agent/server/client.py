@@ -1,4 +1,4 @@
-"""Async client of the job server: one method per call of PROTOCOL.md.
+"""Async client of the job server: one method per call of docs/protocol.md.
 
 Transport concerns live in :meth:`ServerClient._call`: bearer auth with one refresh on
 401, ``Node-Id``, a timeout on every request, error classification, and retries with
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -35,6 +35,9 @@ from agent.server.errors import (
 from agent.server.models import Job, Node, OutputInfo, Template, Tokens
 
 CHUNK_SIZE = 256 * 1024
+LOGIN_WAIT_MAX = 2.0
+"""Longest pause between start-up login attempts, so giving up comes soon after
+``server.startup_timeout``."""
 
 logger = structlog.get_logger("agent.server")
 _M = TypeVar("_M", bound=BaseModel)
@@ -173,6 +176,20 @@ class ServerClient:
         self._remember(tokens)
         return tokens
 
+    async def login(self, patience: float) -> None:
+        """Log in at start-up, trying an unreachable or failing (5xx) server again with
+        backoff for up to ``patience`` seconds; a refused login is not retried
+        (:class:`AuthError` at once)."""
+        policy = replace(
+            self._policies.normal,
+            attempts=None,
+            timeout=patience,
+            wait_max=min(self._policies.normal.wait_max, LOGIN_WAIT_MAX),
+        )
+        async for attempt in _attempts(policy, retry_500=True):
+            with attempt:
+                await self.obtain()
+
     async def refresh(self) -> Tokens:
         """Get a new access token from the refresh token; log in again if that fails."""
         path = "/v1/auth/refresh"
@@ -276,10 +293,13 @@ class ServerClient:
         index: int,
         *,
         cpu_mem: int,
-        gpu_mem: int = 0,
+        gpu_mem: int | None = None,
         driver_version: str | None = None,
-        hardware_generation: str | None = None,
+        hardware_generation: int | None = None,
     ) -> Node:
+        """Register a node. ``cpu_mem`` and ``gpu_mem`` are bytes; a node without GPUs
+        sends null ``gpu_mem``, ``driver_version`` and ``hardware_generation`` (the pk of
+        a GPU-generation row, see the hardware endpoints in docs/protocol.md)."""
         body = {
             "ip": ip,
             "index": index,
@@ -498,7 +518,10 @@ class ServerClient:
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
     async def _download_once(self, url: str, dest: Path, token: str | None) -> int:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # Files are served as application/data: the session's JSON Accept gets a 406.
+        headers = {"Accept": "*/*"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         written = 0
         try:
             async with self._http.stream("GET", url, headers=headers) as response:

@@ -19,7 +19,13 @@ class ServerError(Exception):
     status: int = 0
 
     def __init__(
-        self, status: int, detail: str, method: str, path: str, retry_after: float | None = None
+        self,
+        status: int,
+        detail: str,
+        method: str,
+        path: str,
+        retry_after: float | None = None,
+        body: object = None,
     ) -> None:
         super().__init__(f"{method} {path}: {status} {detail}".rstrip())
         self.status = status
@@ -27,6 +33,8 @@ class ServerError(Exception):
         self.method = method
         self.path = path
         self.retry_after = retry_after
+        self.body = body
+        """The decoded JSON body of the answer, when it was JSON."""
 
 
 class BadRequest(ServerError):
@@ -89,12 +97,29 @@ _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
 
 
+def json_body(response: httpx.Response) -> object:
+    try:
+        body: object = response.json()
+    except ValueError:
+        return None
+    return body
+
+
+def field_errors(body: object) -> str | None:
+    """A validation answer (``{"field": ["message", ...], ...}``) as one line,
+    ``field: message; other: message``; None for any other body."""
+    if not isinstance(body, dict) or not body or "detail" in body:
+        return None
+    parts = []
+    for field, messages in body.items():
+        texts = messages if isinstance(messages, list) else [messages]
+        parts.append(f"{field}: {' '.join(str(text) for text in texts)}")
+    return "; ".join(parts)
+
+
 def detail_of(response: httpx.Response) -> str:
     """The ``detail`` of a JSON error body, or a short plain-text digest of anything else."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = json_body(response)
     if isinstance(body, dict) and "detail" in body:
         return str(body["detail"])
     if body is not None:
@@ -122,6 +147,7 @@ def error_for(response: httpx.Response, method: str, path: str) -> ServerError:
         method,
         path,
         parse_retry_after(response.headers.get("retry-after")),
+        json_body(response),
     )
 
 

@@ -1,4 +1,4 @@
-"""Filter specs for the server's ``list`` calls (PROTOCOL.md: ``isnull``, not ``is_null``)."""
+"""Filter specs for the server's ``list`` calls (docs/protocol.md: ``isnull``, not ``is_null``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Typed views of the job server's JSON (PROTOCOL.md). Unknown fields are ignored."""
+"""Typed views of the job server's JSON (docs/protocol.md). Unknown fields are ignored."""
 
 from __future__ import annotations
 
@@ -95,6 +95,6 @@ class Node(_Model):
     cpu_mem: int | None = None
     gpu_mem: int | None = None
     driver_version: str | None = None
-    hardware_generation: str | None = None
+    hardware_generation: int | None = None
     current_job: int | None = None
     last_seen: datetime | None = None

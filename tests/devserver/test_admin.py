@@ -58,10 +58,14 @@ def test_abort_quirk(world: World) -> None:
     reply = world.admin.delete(f"/v1/jobs/{job}/abort")
     assert reply.status_code == 200
     aborted = reply.json()
+    # Back to CREATED and into the queue, without a node...
     assert aborted["node"] is None
-    assert aborted["error_reason"] == "Aborted"
-    assert aborted["end_time"] is not None
-    # The node still believes it works the aborted job...
+    assert (aborted["start_time"], aborted["end_time"], aborted["error_reason"]) == (
+        None,
+        None,
+        None,
+    )
+    # ...but the node still believes it works the aborted job...
     assert world.node_info(node)["current_job"] == job
     info = world.node.get(f"/v1/jobs/{job}/outputs/log/txt/info").json()
     assert info["deletion_time"] is not None
@@ -72,7 +76,7 @@ def test_abort_quirk(world: World) -> None:
     # ...until it finishes the old one, a 200 no-op that frees the node.
     done = world.node.post(f"/v1/jobs/{job}/finish", node=node, json=FINISH_OK)
     assert done.status_code == 200
-    assert done.json()["error_reason"] == "Aborted"
+    assert (done.json()["start_time"], done.json()["node"]) == (None, None)
     assert world.node_info(node)["current_job"] is None
     assert world.node.post(f"/v1/jobs/{other}/start", node=node, json=START).status_code == 200
 
@@ -96,3 +100,19 @@ def test_abort_finished_job_is_406(world: World) -> None:
 def test_admin_calls_on_unknown_job_are_404(world: World) -> None:
     for action in ("cancel", "abort"):
         assert world.admin.delete(f"/v1/jobs/999/{action}").status_code == 404
+
+
+def test_aborted_job_goes_back_to_the_queue(world: World) -> None:
+    node = world.new_node()
+    other = world.new_node()
+    job = world.started(node)
+    assert world.admin.delete(f"/v1/jobs/{job}/abort").status_code == 200
+    # Its old node may neither release it (it is still its current job)...
+    assert world.node.delete(f"/v1/jobs/{job}/release", node=node).status_code == 500
+    # ...while another node takes it and runs it.
+    assert world.node.get(f"/v1/jobs/{job}/acquire", node=other).status_code == 200
+    assert world.node.post(f"/v1/jobs/{job}/start", node=other, json=START).status_code == 200
+    # The old node's finish is the no-op that frees it; the job runs on.
+    assert world.node.post(f"/v1/jobs/{job}/finish", node=node, json=FINISH_OK).status_code == 200
+    assert world.job(job)["node"] == other
+    assert world.job(job)["end_time"] is None

@@ -44,7 +44,7 @@ def test_bad_credentials_are_401(http: httpx.Client, body: dict[str, str]) -> No
 def test_obtain_missing_field_is_400(http: httpx.Client) -> None:
     reply = http.post("/v1/auth/obtain", json={"username": "node"})
     assert reply.status_code == 400
-    assert "password" in reply.json()["detail"]
+    assert reply.json() == {"password": ["This field is required."]}
 
 
 def test_obtain_bad_json_is_400(http: httpx.Client) -> None:
@@ -61,8 +61,8 @@ def test_refresh_gives_a_working_access_token(http: httpx.Client) -> None:
     assert reply.status_code == 200
     access = reply.json()["access"]
     assert access != tokens["access"]
-    ping = http.get("/v1/nodes/ping", headers={"Authorization": f"Bearer {access}"})
-    assert ping.status_code == 200
+    listing = http.post("/v1/jobs/list", headers={"Authorization": f"Bearer {access}"}, json={})
+    assert listing.status_code == 200
 
 
 def test_refresh_rejects_access_tokens_and_garbage(http: httpx.Client) -> None:
@@ -109,16 +109,19 @@ def test_access_token_expires_and_refresh_recovers() -> None:
     with DevServer(access_ttl=0.5) as server:
         client = Client(server.url, "node", "node")
         try:
-            assert client.get("/v1/nodes/ping").status_code == 200
-            assert wait_until(lambda: client.get("/v1/nodes/ping").status_code == 401, timeout=10)
-            expired = client.get("/v1/nodes/ping")
-            assert expired.json()["detail"]
+            assert client.post("/v1/jobs/list", json={}).status_code == 200
+            assert wait_until(
+                lambda: client.post("/v1/jobs/list", json={}).status_code == 401, timeout=10
+            )
+            expired = client.post("/v1/jobs/list", json={})
+            assert expired.json()["code"] == "token_not_valid"
+            assert expired.json()["messages"][0]["message"] == "Token is expired"
             refreshed = client.http.post(
                 "/v1/auth/refresh", json={"refresh": client.tokens["refresh"]}
             )
             assert refreshed.status_code == 200
             client.tokens["access"] = refreshed.json()["access"]
-            assert client.get("/v1/nodes/ping").status_code == 200
+            assert client.post("/v1/jobs/list", json={}).status_code == 200
         finally:
             client.close()
 
@@ -146,16 +149,40 @@ def test_custom_users() -> None:
         assert gone.status_code == 401
 
 
-def test_unknown_route_is_404_json(http: httpx.Client) -> None:
+def test_unknown_route_is_an_html_404(http: httpx.Client) -> None:
+    """Django's page (the real server runs with DEBUG on), before any authentication."""
     for path in ("/v1/nothing", "/", "/v1/jobs/abc", "/v1/jobs/1/acquire/more"):
         reply = http.get(path)
         assert reply.status_code == 404, path
-        assert reply.headers["content-type"] == "application/json"
-        assert reply.json() == {"detail": "Not found."}
+        assert reply.headers["content-type"].startswith("text/html")
 
 
-def test_wrong_method_is_405(http: httpx.Client) -> None:
+def test_wrong_method_is_an_html_500_after_authentication(http: httpx.Client) -> None:
+    """The real view-set has no permission class for a method it does not map: it crashes."""
     tokens = http.post("/v1/auth/obtain", json={"username": "node", "password": "node"}).json()
     auth = {"Authorization": f"Bearer {tokens['access']}"}
-    assert http.post("/v1/jobs/1/acquire", headers=auth).status_code == 405
+    reply = http.post("/v1/jobs/1/acquire", headers=auth)
+    assert reply.status_code == 500
+    assert reply.headers["content-type"].startswith("text/html")
+    assert http.post("/v1/jobs/1/acquire", headers={"Authorization": "Bearer x"}).status_code == 401
+    # The token views are plain DRF views: a JSON 405.
     assert http.get("/v1/auth/obtain").status_code == 405
+
+
+def test_bad_bearer_tokens_say_why(http: httpx.Client) -> None:
+    tokens = http.post("/v1/auth/obtain", json={"username": "node", "password": "node"}).json()
+    for token, why in ((tokens["refresh"], "Token has wrong type"), ("a.b.c", "Token is invalid")):
+        reply = http.post("/v1/jobs/list", headers={"Authorization": f"Bearer {token}"}, json={})
+        assert reply.status_code == 401
+        assert reply.json()["code"] == "token_not_valid"
+        assert reply.json()["messages"] == [
+            {"token_class": "AccessToken", "token_type": "access", "message": why}
+        ]
+
+
+def test_authorization_header_variants(http: httpx.Client) -> None:
+    # Another scheme is no credentials at all; a bearer header must have two parts.
+    for header, code in (("Basic Zm9vOmJhcg==", None), ("Bearer", "bad_authorization_header")):
+        reply = http.post("/v1/jobs/list", headers={"Authorization": header}, json={})
+        assert reply.status_code == 401
+        assert reply.json().get("code") == code

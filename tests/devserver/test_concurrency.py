@@ -17,7 +17,7 @@ def _race(world: World, job: int, nodes: list[int]) -> dict[int, int]:
 
     def race(node: int) -> None:
         with httpx.Client(base_url=world.url, timeout=10.0, verify=TLS) as client:
-            client.get("/v1/nodes/ping", headers=auth)  # open the connection first
+            client.get("/v1/nodes/ping", headers={**auth, "Node-Id": str(node)})  # connect
             barrier.wait()
             reply = client.get(f"/v1/jobs/{job}/acquire", headers={**auth, "Node-Id": str(node)})
             results[node] = reply.status_code

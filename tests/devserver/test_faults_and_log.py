@@ -46,7 +46,7 @@ def test_fail_next_does_not_bump_last_seen(server: DevServer, world: World) -> N
 
 def test_fail_next_only_matching_paths(server: DevServer, world: World) -> None:
     server.fail_next("/acquire$", 502)
-    assert world.node.get("/v1/nodes/ping").status_code == 200
+    assert world.admin.get("/v1/nodes/ping").status_code == 200
     job = world.new_job()
     assert world.node.get(f"/v1/jobs/{job}/acquire", node=world.new_node()).status_code == 502
 

@@ -37,7 +37,7 @@ def _raw(server: DevServer) -> socket.socket:
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(server: DevServer, world: World) -> None:
-    token = world.node.tokens["access"]
+    token = world.admin.tokens["access"]
     request = (
         f"GET /v1/nodes/ping HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
     ).encode()
@@ -64,7 +64,7 @@ def test_bad_content_length_is_400_and_server_survives(server: DevServer, world:
     with _raw(server) as sock:
         sock.sendall(b"\x00\x01garbage\r\n\r\n")  # read as HTTP/0.9: a bare error page
         assert b"400" in sock.recv(65536)
-    assert world.node.get("/v1/nodes/ping").status_code == 200
+    assert world.admin.get("/v1/nodes/ping").status_code == 200
 
 
 def test_bad_chunked_body_is_400(server: DevServer) -> None:
@@ -79,19 +79,36 @@ def test_bad_chunked_body_is_400(server: DevServer) -> None:
 def test_client_vanishing_mid_body_does_not_hurt(server: DevServer, world: World) -> None:
     with _raw(server) as sock:
         sock.sendall(b"POST /v1/auth/obtain HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
-    assert world.node.get("/v1/nodes/ping").status_code == 200
+    assert world.admin.get("/v1/nodes/ping").status_code == 200
 
 
-@pytest.mark.parametrize(
-    "body",
-    [b"{not json", b"[]", b'"s"', b"\xff\xfe"],
-)
-def test_bad_bodies_are_400_json(world: World, body: bytes) -> None:
+@pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe", b"NaN"])
+def test_malformed_json_is_400_json(world: World, body: bytes) -> None:
     reply = world.node.post(
         "/v1/nodes/create", content=body, headers={"Content-Type": "application/json"}
     )
     assert reply.status_code == 400
-    assert "detail" in reply.json()
+    assert reply.json()["detail"].startswith("JSON parse error")
+
+
+def test_malformed_json_is_400_before_the_object_is_looked_up(world: World) -> None:
+    node = world.new_node()
+    reply = world.node.post(
+        "/v1/jobs/999/start",
+        node=node,
+        content=b"{",
+        headers={"Content-Type": "application/json"},
+    )
+    assert reply.status_code == 400
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain"])
+def test_a_body_that_is_not_json_is_415(world: World, content_type: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    reply = world.node.post("/v1/jobs/list", content=b"{}", headers=headers)
+    assert reply.status_code == 415
+    # An empty body is no body, whatever its type.
+    assert world.node.post("/v1/jobs/list", content=b"", headers=headers).status_code == 200
 
 
 def test_stop_closes_idle_keep_alive_connections() -> None:

@@ -187,9 +187,26 @@ def test_find_mpiexec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert find_mpiexec(None) == str(fake)
     with pytest.raises(MpiNotFoundError, match=r"mpi\.mpiexec"):
         find_mpiexec(str(tmp_path / "nope"))
+    # Neither on PATH nor beside the Python running the agent (`make demo` puts MPICH's
+    # mpiexec beside the venv's python, so point that at an empty folder too).
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "empty" / "python"))
     with pytest.raises(MpiNotFoundError, match="no mpiexec"):
         find_mpiexec(None)
+
+
+def test_find_mpiexec_beside_the_agents_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service started by absolute path finds the `[mpi]` extra's mpiexec without PATH."""
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    beside = venv_bin / "mpiexec"
+    beside.write_text("#!/bin/sh\n")
+    beside.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(sys, "executable", str(venv_bin / "python"))
+    assert find_mpiexec(None) == str(beside)
 
 
 @pytest.mark.anyio
