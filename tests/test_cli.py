@@ -14,23 +14,11 @@ import pytest
 
 from agent.outcome import ExitCode
 from tests.agent_harness import Harness, harness
+from tests.cli_process import agent_process as agent_command
 from tests.servers import ServerUnderTest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.json") if p.name != "template.json")
-
-
-def agent_command(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def config_file(
