@@ -1,11 +1,16 @@
-# Sidecar image: non-root user, tini as PID 1 (reaps orphans, forwards signals), healthcheck.
+# Sidecar image: tini as PID 1 (reaps orphans, forwards signals), healthcheck.
+# By default the agent runs as the non-root user `agent`, and so do its jobs (`agent check`
+# warns what that exposes). For isolated jobs run the container as root (`--user 0`):
+# jobs then run as `agent-job`, the agent's files stay its own (README "Job isolation").
 FROM python:3.11-slim
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tini \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 agent \
- && mkdir -p /var/lib/agent && chown agent:agent /var/lib/agent
+ && useradd --system --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin agent-job \
+ && mkdir -p /var/lib/agent && chown agent:agent /var/lib/agent && chmod 0711 /var/lib/agent
 
 WORKDIR /opt/agent
 COPY pyproject.toml README.md ./

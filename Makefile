@@ -7,12 +7,20 @@ MPI_VENVS ?= .venv-mpi
 BIN = $(VENV)/bin
 PIP = $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test install-demo install-test lint typecheck pytest clean
+.PHONY: demo test install-demo install-test job-user lint typecheck pytest clean
 
 demo: install-demo
 	$(BIN)/agent demo
 
-test: install-test lint typecheck pytest
+test: install-test job-user lint typecheck pytest
+
+# As root, tests run jobs as the job account, as a root agent does: create it if missing.
+JOB_USER ?= agent-job
+job-user:
+	@if [ "$$(id -u)" = 0 ] && ! id -u $(JOB_USER) >/dev/null 2>&1; then \
+	  useradd --system --user-group --no-create-home --home-dir /nonexistent \
+	    --shell /usr/sbin/nologin $(JOB_USER) && echo "created the job account $(JOB_USER)"; \
+	fi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

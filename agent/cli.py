@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from agent import __version__
 from agent.outcome import ExitCode
+from agent.selfguard import make_undumpable
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:  # the real process, not a test calling main() in-process
+        make_undumpable()
     try:
         return _dispatch(args_list)
     except BaseExceptionGroup as group:

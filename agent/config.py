@@ -101,6 +101,12 @@ class LogOutputConfig(_Section):
 
 
 class RunConfig(_Section):
+    user: str = Field("agent-job", min_length=1)
+    """Account (name or uid) jobs run as when the agent runs as root."""
+    group: str | None = Field(None, min_length=1)
+    """Group jobs run with; default: the user's own group."""
+    allow_root_jobs: bool = False
+    """Whether ``user`` may be root (every job then has every privilege of the host)."""
     work_dir: Path | None = None
     """Where job directories go; default ``<state_dir>/jobs``."""
     keep_job_dirs: bool = False

@@ -21,7 +21,7 @@ from agent.config import Settings
 from agent.outcome import EndReason, describe_exit
 from agent.outputs import CollectedOutput, collect_outputs
 from agent.progress import ProgressTracker, read_progress_file
-from agent.redact import Redactor
+from agent.redact import Redactor, job_secrets
 from agent.spec import RunSpec, Script
 from agent.workspace import Workspace
 from executors.base import EndKind, Executor, PreparedRun, RunHandle, RunResult
@@ -70,6 +70,11 @@ class Execution:
     _handle: RunHandle | None = None
 
     def __post_init__(self) -> None:
+        # The job's own redactor: the agent's secrets and patterns plus the values of the
+        # job's secret variables (agent.redact.job_secrets).
+        self.redactor = self.redactor.with_secrets(
+            job_secrets(self.spec.env, self.settings.run.redact)
+        )
         self.tracker = ProgressTracker(
             self.settings.run.progress_interval, self.spec.progress_regex
         )
@@ -101,6 +106,8 @@ class Execution:
             ranks=ranks,
             on_line=self.tracker.feed_line,
             line_filter=self.redactor.redact,
+            secret_finder=self.redactor,
+            user=self.workspace.owner,
         )
 
     async def stop(self, reason: EndReason, error: str | None = None) -> None:

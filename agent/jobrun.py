@@ -19,17 +19,21 @@ import anyio
 import structlog
 
 from agent.calls import perform, start_on_server
-from agent.config import Settings
+from agent.config import LogOutputConfig, Settings
 from agent.execution import Execution, StepOutcome, Watcher, make_executor, output_problems
 from agent.journal import Journal, JournalEntry
+from agent.logs import bind_job_redactor
 from agent.outcome import CallKind, EndReason, Outcome, ServerCall, decide, uploads_results
 from agent.outputs import CollectedOutput, OutputBlocked, OutputEmpty, upload_output
-from agent.redact import Redactor
+from agent.redact import Redactor, job_secrets
 from agent.server import Conflict, Forbidden, Job, ServerClient, ServerError, ServerUnreachable
-from agent.spec import RunSpec, SpecError
+from agent.spec import OutputSpec, RunSpec, SpecError
 from agent.staging import JobFault, stage
+from agent.statedir import private_dir
 from agent.workspace import Workspace
-from executors.base import NodeError
+from executors.base import JobTampered, NodeError
+from executors.identity import JobUser
+from executors.safefiles import UnsafeFile
 
 logger = structlog.get_logger("agent.job")
 
@@ -52,6 +56,8 @@ class AgentContext:
     client: ServerClient
     redactor: Redactor
     journal: Journal
+    job_user: JobUser | None = None
+    """Who jobs run as (:func:`agent.jobuser.resolve_job_user`); None: the agent's user."""
     stop_jobs: anyio.Event = field(default_factory=anyio.Event)
     """Set when running jobs must stop and go back to the queue (agent shutdown)."""
     observer: JobObserver | None = None
@@ -74,6 +80,28 @@ def give_back_text(context: AgentContext, node: int) -> str:
     decision table wants: recovery recognises its own give-backs by that prefix)."""
     host = context.settings.node.ip or socket.gethostname()
     return f"node: node {node} ({host}) {context.stop_message}; job given back"
+
+
+def log_output_clash(
+    outputs: tuple[OutputSpec, ...], log_output: LogOutputConfig
+) -> SpecError | None:
+    """A declared output with the name and type the agent uploads the job's log under
+    (``run.log_output``), as the spec error the job ends with; None when there is none.
+
+    Let through, one of the two uploads would overwrite or block the other."""
+    for index, output in enumerate(outputs):
+        if output.name == log_output.name and output.type == log_output.type:
+            return SpecError(
+                f"outputs[{index}].name",
+                f"{output.name!r} ({output.type}) is the name and type of the job log the "
+                "agent uploads (run.log_output); choose another name or type",
+            )
+    return None
+
+
+def replaced_log_text(reason: str) -> str:
+    """The error of a job whose log file is no regular file any more."""
+    return f"the job replaced its log file: it {reason} now; no log uploaded"
 
 
 # ------------------------------------------------------------------ watchers
@@ -155,6 +183,9 @@ class JobRun:
         self.execution: Execution | None = None
         self.report = JobReport(job.pk, Outcome(EndReason.NODE_ERROR, False))
         self.log = logger.bind(job=job.pk, node=node)
+        env = spec.env if isinstance(spec, RunSpec) else {}
+        self.redactor = context.redactor.with_secrets(job_secrets(env, context.settings.run.redact))
+        """Masks the job's secrets too: in its error text and the agent's log lines about it."""
 
     @property
     def settings(self) -> Settings:
@@ -174,6 +205,7 @@ class JobRun:
         """Run the job and tell the server how it ended. Never raises for the job's or
         the server's faults; cancelled from outside, it still reports (shielded)."""
         structlog.contextvars.bind_contextvars(job=self.job.pk, node=self.node)
+        bind_job_redactor(self.redactor)
         outcome: Outcome | None = None
         step: StepOutcome | None = None
         try:
@@ -184,6 +216,8 @@ class JobRun:
             outcome = Outcome(EndReason.NODE_ERROR, self.started, f"node: {exc}")
         except JobFault as exc:
             outcome = Outcome(EndReason.INPUT_FAULT, self.started, str(exc))
+        except JobTampered as exc:  # its log is a FIFO, a symlink, ... at a command's start
+            outcome = Outcome(EndReason.OUTPUT_REJECTED, self.started, str(exc))
         except ServerTrouble as exc:
             outcome = Outcome(EndReason.NODE_ERROR, self.started, f"node: server trouble: {exc}")
         except anyio.get_cancelled_exc_class():
@@ -209,9 +243,18 @@ class JobRun:
     async def _attempt(self) -> StepOutcome:
         if isinstance(self.spec, SpecError):
             return StepOutcome(EndReason.INVALID_SPEC, str(self.spec))
+        clash = log_output_clash(self.spec.outputs, self.settings.run.log_output)
+        if clash is not None:
+            return StepOutcome(EndReason.INVALID_SPEC, str(clash))
         spec = self.spec
         name = f"job-{self.job.pk}-{self.marker[:8]}"
-        workspace = await anyio.to_thread.run_sync(Workspace.create, self.settings.work_dir, name)
+        workspace = await anyio.to_thread.run_sync(
+            Workspace.create,
+            self.settings.work_dir,
+            private_dir(self.settings.state_dir),
+            name,
+            self.context.job_user,
+        )
         self.execution = Execution(
             spec,
             workspace,
@@ -225,6 +268,7 @@ class JobRun:
         self._journal()
         executor = make_executor(self.settings, spec.use_mpi)
         await stage(spec, workspace, self.client.download)
+        await anyio.to_thread.run_sync(workspace.hand_over)
         stop_only = [stop_watcher(self.context, self.node)]
         if spec.pre_process is not None:
             pre = await self.execution.run_script(spec.pre_process, "pre-process", stop_only)
@@ -284,6 +328,8 @@ class JobRun:
             outcome = await self._upload_results(outcome, execution)
         if outcome.reason is EndReason.SUCCEEDED:
             await self._final_progress()
+        if outcome.error:
+            outcome = replace(outcome, error=self.redactor.redact(outcome.error))
         for call in decide(outcome):
             if call.kind is CallKind.START:
                 continue  # done above
@@ -308,6 +354,7 @@ class JobRun:
         if self.context.observer is not None:
             self.context.observer.ended(self.report)
         structlog.contextvars.unbind_contextvars("job", "node")
+        bind_job_redactor(None)
 
     async def _final_progress(self) -> None:
         tail = self.execution.tracker.log_tail() if self.execution else ""
@@ -332,9 +379,22 @@ class JobRun:
                 continue
             try:
                 await upload_output(
-                    self.client, self.job.pk, self.node, item.spec.name, item.spec.type, item.file
+                    self.client,
+                    self.job.pk,
+                    self.node,
+                    item.spec.name,
+                    item.spec.type,
+                    item.file,
+                    within=item.within,
                 )
                 self.report.uploaded.append(item.spec.name)
+            except UnsafeFile as exc:  # replaced since it was collected
+                if outcome.reason is EndReason.SUCCEEDED:
+                    outcome = replace(
+                        outcome,
+                        reason=EndReason.OUTPUT_REJECTED,
+                        error=f"output {item.spec.name!r} refused: {exc.reason}",
+                    )
             except OutputBlocked as exc:
                 kept = f"; its files are kept in {execution.workspace.root}"
                 outcome = replace(outcome, reason=EndReason.OUTPUT_REJECTED, error=f"{exc}{kept}")
@@ -362,10 +422,11 @@ class JobRun:
                     True,
                     f"node: upload of output {item.spec.name!r} failed: {exc}",
                 )
-        await self._upload_log(execution)
-        return outcome
+        return await self._upload_log(execution, outcome)
 
-    async def _upload_log(self, execution: Execution) -> None:
+    async def _upload_log(self, execution: Execution, outcome: Outcome) -> Outcome:
+        """Upload the job's log; one the job replaced (a FIFO, a symlink, a directory)
+        is not read, and fails a run that otherwise succeeded."""
         log_output = self.settings.run.log_output
         # A deleted log of an earlier attempt blocks the name: then use one of this run's.
         for name in (log_output.name, f"{log_output.name}-{self.marker[:8]}"):
@@ -383,11 +444,17 @@ class JobRun:
                 continue
             except OutputEmpty:
                 self.log.info("the job printed nothing: no log uploaded")
+            except UnsafeFile as exc:
+                self.log.warning("the job replaced its log file: not uploaded", why=exc.reason)
+                if outcome.reason is EndReason.SUCCEEDED:
+                    error = replaced_log_text(exc.reason)
+                    outcome = replace(outcome, reason=EndReason.OUTPUT_REJECTED, error=error)
             except ServerTrouble as exc:
                 self.log.error("log upload failed", error=str(exc))
             else:
                 self.report.uploaded.append(name)
-            return
+            return outcome
+        return outcome
 
     async def _perform(self, call: ServerCall) -> bool:
         """Carry out one call; on failure, see whether the server is there anyway."""

@@ -3,7 +3,8 @@
 Every value passes through the agent's :class:`~agent.redact.Redactor` before it is
 rendered, so a credential that slips into an event (an error message quoting a URL
 with a token, say) is masked. Lines about a job carry ``job`` and ``node``: the job
-runner binds them with :func:`structlog.contextvars.bind_contextvars`.
+runner binds them with :func:`structlog.contextvars.bind_contextvars`, and binds the
+job's own redactor (which also masks the job's secrets) with :func:`bind_job_redactor`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
+from contextvars import ContextVar
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -25,6 +27,15 @@ _LEVELS = {
 }
 
 
+_job_redactor: ContextVar[Redactor | None] = ContextVar("agent_job_redactor", default=None)
+
+
+def bind_job_redactor(redactor: Redactor | None) -> None:
+    """Mask log lines of the current task (one job's) with ``redactor``, a child of the
+    agent's (:meth:`~agent.redact.Redactor.with_secrets`); None: the agent's again."""
+    _job_redactor.set(redactor)
+
+
 class _RedactProcessor:
     def __init__(self, redactor: Redactor) -> None:
         self._redactor = redactor
@@ -32,11 +43,12 @@ class _RedactProcessor:
     def __call__(
         self, logger: Any, method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
+        redactor = _job_redactor.get() or self._redactor
         for key, value in event.items():
             if isinstance(value, str):
-                event[key] = self._redactor.redact(value)
+                event[key] = redactor.redact(value)
             elif isinstance(value, BaseException | list | dict | tuple):
-                event[key] = self._redactor.redact(str(value))
+                event[key] = redactor.redact(str(value))
         return event
 
 

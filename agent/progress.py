@@ -74,10 +74,11 @@ def read_progress_file(path: Path) -> float | None:
     """The number in the job's progress file, if it holds one.
 
     The job controls that path: only a regular file is read, without blocking (a FIFO
-    there must not stall the agent) and only its first bytes.
+    there must not stall the agent), without following a symlink (``/dev/zero``,
+    another user's file) and only its first bytes; anything else counts as no number.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:

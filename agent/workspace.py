@@ -1,15 +1,20 @@
-"""One directory per job: the job's working directory and the agent's files beside it.
+"""Two directories per job: the job's own, and the agent's files about it.
 
 ```
-<run.work_dir>/job-<pk>-<marker>/
-    run/        the job's cwd and $AGENT_JOB_DIR: inputs, templates, its outputs
-    job.log     stdout+stderr of pre-process, command and post-process (redacted, capped)
-    progress    $AGENT_PROGRESS_FILE
-    spec.json   the resolved run spec, for whoever debugs the job later
-    packed/     tar.gz files built from multi-file outputs
+<run.work_dir>/                 0711 when jobs run as another user (enter, not list)
+    job-<pk>-<marker>/          0700, owned by the job user: all a job may write
+        run/                    its cwd and $AGENT_JOB_DIR: inputs, templates, its outputs
+        progress                $AGENT_PROGRESS_FILE
+<state_dir>/private/            0700, the agent's
+    job-<pk>-<marker>/          0700
+        job.log                 stdout+stderr of pre-process, command and post-process
+        spec.json               the resolved run spec, for whoever debugs the job later
+        packed/                 tar.gz files built from multi-file outputs
 ```
-The agent's own files sit outside ``run/`` so a job's ``*`` output glob never picks
-them up. Paths a job names are checked with :func:`inside` before use.
+The agent's own files sit outside anything the job can write or read, so a job can
+neither replace its log with a FIFO nor read another job's. Paths a job names are
+checked with :func:`inside` before use; staged files are handed to the job user
+(:meth:`Workspace.hand_over`) before any job code runs.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from executors.base import NodeError
+from executors.identity import JobUser
 
 
 class EscapesJobDir(ValueError):
@@ -45,43 +51,67 @@ def inside(base: Path, relative: str) -> Path:
 @dataclass(frozen=True)
 class Workspace:
     root: Path
+    """The job's directory (owned by the job user)."""
+    private: Path
+    """The agent's directory for this job (0700, the agent's)."""
+    owner: JobUser | None = None
+    """Who the job runs as, when that is another account than the agent's."""
 
     @property
     def run_dir(self) -> Path:
         return self.root / "run"
 
     @property
-    def log_path(self) -> Path:
-        return self.root / "job.log"
-
-    @property
     def progress_file(self) -> Path:
         return self.root / "progress"
 
     @property
+    def log_path(self) -> Path:
+        return self.private / "job.log"
+
+    @property
     def packed_dir(self) -> Path:
-        return self.root / "packed"
+        return self.private / "packed"
 
     @classmethod
-    def create(cls, work_dir: Path, name: str) -> Workspace:
-        """Make the directories; a failure here is the node's problem."""
-        workspace = cls(work_dir / name)
+    def create(
+        cls, work_dir: Path, private_dir: Path, name: str, owner: JobUser | None = None
+    ) -> Workspace:
+        """Make both directories (``private_dir`` must exist, see
+        :func:`agent.statedir.prepare`); a failure here is the node's problem."""
+        workspace = cls(work_dir / name, private_dir / name, owner)
         try:
-            workspace.run_dir.mkdir(parents=True, exist_ok=True)
-            workspace.packed_dir.mkdir(exist_ok=True)
-            workspace.log_path.touch()
+            workspace.root.mkdir(mode=0o700)
+            workspace.run_dir.mkdir(mode=0o755)
+            workspace.progress_file.touch(mode=0o644)
+            workspace.private.mkdir(mode=0o700)
+            workspace.packed_dir.mkdir(mode=0o700)
+            fd = os.open(workspace.log_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.close(fd)
+            workspace.hand_over()
         except OSError as exc:
             raise NodeError(
                 f"cannot create job directory {workspace.root}: {exc.strerror}"
             ) from exc
         return workspace
 
+    def hand_over(self) -> None:
+        """Give everything under the job's directory to the job user (no link followed)."""
+        owner = self.owner
+        if owner is None or owner.is_current():
+            return
+        os.lchown(self.root, owner.uid, owner.gid)
+        for directory, subdirs, files in os.walk(self.root):
+            for name in (*subdirs, *files):
+                os.lchown(os.path.join(directory, name), owner.uid, owner.gid)
+
     def write_json(self, name: str, data: Any) -> None:
-        """Write ``name`` atomically (temp file, then rename)."""
-        target = self.root / name
+        """Write ``name`` into the private directory atomically (temp file, then rename)."""
+        target = self.private / name
         temp = target.with_name(f".{target.name}.tmp")
         temp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
         os.replace(temp, target)
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.private, ignore_errors=True)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from executors.identity import JobUser
+
 #: Name of the environment variable that marks every process of one job. The value is
 #: unique per run; the final sweep of a stop finds escaped processes (double-forked
 #: daemons that left the process group) by it.
@@ -27,6 +29,14 @@ class NodeError(Exception):
     """
 
 
+class JobTampered(Exception):
+    """The job replaced a file of the agent's (its log) with something that is no
+    regular file (a FIFO, a symlink, a directory): the job's fault, not the node's.
+
+    ``str(self)`` is the error the job ends with.
+    """
+
+
 class MpiNotFoundError(NodeError):
     """A job asked for MPI and no usable mpiexec was found on this node."""
 
@@ -37,6 +47,20 @@ LineCallback = Callable[[str], None]
 LineFilter = Callable[[str], str]
 """Applied to each line before it reaches the log file and the line callback
 (redaction of secrets)."""
+
+
+class SecretFinder(Protocol):
+    """Where secrets are in a text, so a long line is never cut inside one
+    (:class:`agent.redact.Redactor` is one)."""
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of the secrets (and keyword+value matches) in ``text``."""
+        ...
+
+    @property
+    def reach(self) -> int:
+        """How many bytes past a cut a secret may reach (the sink holds that much back)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -64,8 +88,12 @@ class PreparedRun:
     """Cap of the log file; output beyond it is still scanned but not written."""
     ranks: int = 1
     """MPI ranks (ignored by the subprocess executor)."""
+    user: JobUser | None = None
+    """Run every process as this account (needs a root agent); None: the agent's own."""
     on_line: LineCallback | None = None
     line_filter: LineFilter | None = None
+    secret_finder: SecretFinder | None = None
+    """Where the secrets the line filter masks are: a long line is cut outside them."""
 
 
 class EndKind(enum.Enum):

@@ -13,10 +13,19 @@ import os
 from collections.abc import Mapping, Sequence
 
 from executors.base import MARKER_ENV, PreparedRun
+from executors.identity import JobUser
 
 #: Inherited names matching any of these (case-insensitively) never reach a job, even
 #: when the allowlist says ``*``. A job may still set such a name itself in its envVars.
-CREDENTIAL_PATTERNS: tuple[str, ...] = ("AGENT_SERVER__*", "*PASSWORD*", "*TOKEN*", "*SECRET*")
+CREDENTIAL_PATTERNS: tuple[str, ...] = (
+    "AGENT_SERVER__*",
+    "*PASSWORD*",
+    "*TOKEN*",
+    "*SECRET*",
+    "*API_KEY*",
+    "*APIKEY*",
+    "*PRIVATE_KEY*",
+)
 
 #: Variables that size the thread pools of common numeric libraries.
 THREAD_VARS: tuple[str, ...] = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -45,6 +54,11 @@ def inherited(agent_env: Mapping[str, str], inherit: Sequence[str]) -> dict[str,
     }
 
 
+def account_env(user: JobUser) -> dict[str, str]:
+    """What describes the account a job runs as (not the agent's ``HOME`` and ``USER``)."""
+    return {"HOME": user.home, "USER": user.name, "LOGNAME": user.name}
+
+
 def job_environment(
     agent_env: Mapping[str, str],
     inherit: Sequence[str],
@@ -53,10 +67,12 @@ def job_environment(
     marker: str,
     *,
     threads: int | None = None,
+    user: JobUser | None = None,
 ) -> dict[str, str]:
     """Build the complete environment of one run.
 
-    Order of precedence, lowest first: the allowlisted part of ``agent_env``; ``job_env``
+    Order of precedence, lowest first: the allowlisted part of ``agent_env``; the job
+    user's ``HOME``, ``USER`` and ``LOGNAME`` when it is not the agent's account; ``job_env``
     (kept as given, even names that look like credentials: the job chose them); the
     thread-count variables and :data:`CORES_VAR`; :data:`~executors.base.MARKER_ENV`.
 
@@ -65,6 +81,8 @@ def job_environment(
     each rank ``cores // ranks`` threads); by default it equals ``cores``.
     """
     env = inherited(agent_env, inherit)
+    if user is not None and not user.is_current():
+        env.update(account_env(user))
     env.update(job_env)
     total = max(1, cores)
     per_process = str(max(1, total if threads is None else threads))
@@ -86,4 +104,5 @@ def run_environment(
         len(run.cores),
         run.marker,
         threads=threads,
+        user=run.user,
     )

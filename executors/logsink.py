@@ -5,8 +5,10 @@ splits the bytes into lines, passes each through the run's line filter (redactio
 line callback (progress scanning), and appends it to the log file until the file reaches
 its cap. Past the cap one marker line is written; the rest is still counted and still
 scanned, never stored. A line longer than :data:`MAX_LINE` is handed on in pieces (cut
-between words where it can, so a secret stays whole for the filter), so neither a
-chatty job nor one enormous line without a newline grows the agent.
+between words where it can, and never inside a secret the run's
+:class:`~executors.base.SecretFinder` sees, so the filter can mask it whole), so neither
+a chatty job nor one enormous line without a newline grows the agent: a partial line
+is held back up to :data:`MAX_LINE` plus the finder's reach.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import BinaryIO
 import anyio
 import anyio.lowlevel
 
-from executors.base import LineCallback, LineFilter, PreparedRun
+from executors.base import JobTampered, LineCallback, LineFilter, PreparedRun, SecretFinder
+from executors.safefiles import NotRegularFile, open_regular
 
 #: Bytes read from the pipe at once.
 CHUNK = 64 * 1024
@@ -69,6 +72,37 @@ def split_point(data: bytes, limit: int, window: int = SPLIT_WINDOW) -> int:
     return utf8_cut(data, limit)
 
 
+def secret_safe_cut(data: bytes, cut: int, finder: SecretFinder) -> int:
+    """Move ``cut`` (a character boundary of ``data``) so that no secret straddles it.
+
+    The finder looks at ``data`` up to ``finder.reach`` bytes past the cut. A secret
+    straddling the cut moves the cut back to where the secret starts. One that starts
+    at 0 (the piece would be empty) moves it forward to where the secret ends instead:
+    that piece is longer than the limit, by at most the reach. A secret reaching past
+    the reach from 0 (longer than the limit plus the reach) is cut there: the filter
+    masks what it still recognises in each piece, the rest may show.
+    """
+    region = data[: cut + finder.reach]
+    text = region.decode("utf-8", errors="surrogateescape")
+    at = len(data[:cut].decode("utf-8", errors="surrogateescape"))
+    if len(text[:at].encode("utf-8", errors="surrogateescape")) != cut:
+        return cut  # not on a character boundary (bytes that are no UTF-8): keep it
+    spans = finder.spans(text)
+    floor = 0
+    while True:
+        across = [(start, end) for start, end in spans if start < at < end]
+        if not across:
+            break
+        start = min(start for start, _ in across)
+        if start > floor:
+            at = start
+        else:  # a secret from the piece's start: keep it whole in this piece
+            at = floor = max(end for _, end in across)
+    if at == 0:
+        return cut
+    return len(text[:at].encode("utf-8", errors="surrogateescape"))
+
+
 class LogSink:
     """Line splitting, filtering, callback and capped writing of one run's output.
 
@@ -85,12 +119,14 @@ class LogSink:
         line_filter: LineFilter | None = None,
         *,
         max_line: int = MAX_LINE,
+        secret_finder: SecretFinder | None = None,
     ) -> None:
         self._path = log_path
         self._max_log_bytes = max_log_bytes
         self._on_line = on_line
         self._filter = line_filter
         self._max_line = max_line
+        self._finder = secret_finder
         self._file: BinaryIO | None = None
         self._budget = 0
         self._pending = b""
@@ -104,11 +140,27 @@ class LogSink:
     @classmethod
     def for_run(cls, run: PreparedRun) -> LogSink:
         """A sink configured from a :class:`PreparedRun`."""
-        return cls(run.log_path, run.max_log_bytes, run.on_line, run.line_filter)
+        return cls(
+            run.log_path,
+            run.max_log_bytes,
+            run.on_line,
+            run.line_filter,
+            secret_finder=run.secret_finder,
+        )
 
     def __enter__(self) -> LogSink:
-        self._file = open(self._path, "ab", buffering=_FILE_BUFFER)
-        existing = os.fstat(self._file.fileno()).st_size
+        """Open the log for appending (created 0600 if missing). Raises
+        :class:`~executors.base.JobTampered` when the job has put something else than a
+        regular file there (a FIFO would block, a symlink would write elsewhere), and
+        :class:`OSError` when it cannot be opened. Entering twice opens it once."""
+        if self._file is not None:
+            return self
+        try:
+            fd = open_regular(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode=0o600)
+        except NotRegularFile as exc:
+            raise JobTampered(f"the job replaced its log file: it {exc.reason} now") from exc
+        self._file = os.fdopen(fd, "ab", buffering=_FILE_BUFFER)
+        existing = os.fstat(fd).st_size
         self._budget = max(0, self._max_log_bytes - existing)
         return self
 
@@ -131,8 +183,10 @@ class LogSink:
         rest = lines.pop()
         for line in lines:
             self._line(line)
-        while len(rest) > self._max_line:
-            cut = split_point(rest, self._max_line)
+        # Hold back the finder's reach: a secret at the cut may not have arrived whole.
+        hold = self._max_line + (self._finder.reach if self._finder is not None else 0)
+        while len(rest) > hold:
+            cut = self._cut(rest)
             self._emit(rest[:cut])
             rest = rest[cut:]
         self._pending = rest
@@ -140,7 +194,7 @@ class LogSink:
     def finish(self) -> None:
         """End of output: a final line without a newline still counts; flush the file."""
         if self._pending:
-            self._emit(self._pending)
+            self._line(self._pending)
             self._pending = b""
         if self._file is not None:
             self._file.flush()
@@ -151,10 +205,16 @@ class LogSink:
 
     def _line(self, line: bytes) -> None:
         while len(line) > self._max_line:
-            cut = split_point(line, self._max_line)
+            cut = self._cut(line)
             self._emit(line[:cut])
             line = line[cut:]
         self._emit(line)
+
+    def _cut(self, data: bytes) -> int:
+        cut = split_point(data, self._max_line)
+        if self._finder is None:
+            return cut
+        return secret_safe_cut(data, cut, self._finder)
 
     def _emit(self, raw: bytes) -> None:
         text = raw.decode("utf-8", errors="replace")

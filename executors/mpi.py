@@ -295,7 +295,7 @@ class MpiExecutor:
             run.command,
             self._hostfile,
             self._extra_args,
-            as_root=os.geteuid() == 0,
+            as_root=(run.user.uid if run.user is not None else os.geteuid()) == 0,
         )
         try:
             return spawn(argv, launcher_env(flavor, env), run, pin=False)

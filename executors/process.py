@@ -37,12 +37,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import anyio.to_thread
 import psutil
 
 from executors.base import EndKind, NodeError, PreparedRun, RunResult
+from executors.identity import JobUser
 from executors.logsink import LogSink, pump
 from executors.proctree import (
     TreeSampler,
@@ -337,7 +339,9 @@ def command_argv(command: str | Sequence[str]) -> list[str]:
 
 
 def open_sink(run: PreparedRun) -> LogSink:
-    """The run's log sink, opened; a log that cannot be opened is the node's problem."""
+    """The run's log sink, opened. A log the job replaced (FIFO, symlink, directory)
+    raises :class:`~executors.base.JobTampered` (the job's fault, passed through); a log
+    that cannot be opened otherwise is the node's problem (:class:`NodeError`)."""
     try:
         return LogSink.for_run(run).__enter__()
     except OSError as exc:
@@ -353,13 +357,24 @@ def affinity_setter(cores: frozenset[int]) -> Callable[[], None]:
     return pin
 
 
+def identity_switch(user: JobUser | None) -> dict[str, Any]:
+    """``Popen`` keywords that make the child ``user`` before exec (none when the agent
+    already is that account). The switch happens in C between fork and exec; the
+    affinity ``preexec_fn`` runs after it, as the job user, on its own process."""
+    if user is None or user.is_current():
+        return {}
+    return {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)}
+
+
 def spawn(
     argv: Sequence[str], env: dict[str, str], run: PreparedRun, *, pin: bool = True
 ) -> ProcessRun:
     """Start ``argv`` in a new session with output to ``run.log_path`` via a pipe.
 
-    Pins the child to ``run.cores`` when ``pin`` and cores are given. Raises
-    :class:`NodeError` when the log cannot be opened, and otherwise lets
+    Pins the child to ``run.cores`` when ``pin`` and cores are given, and runs it as
+    ``run.user`` when that is another account (:func:`identity_switch`). Raises
+    :class:`NodeError` when the log cannot be opened, :class:`JobTampered` when the job
+    replaced it, and otherwise lets
     :class:`OSError` (cannot exec ``argv[0]``, no such cwd, ...) and
     :class:`subprocess.SubprocessError` (the affinity could not be set) through: the
     caller decides whose fault that is.
@@ -376,6 +391,7 @@ def spawn(
             cwd=run.cwd,
             start_new_session=True,
             preexec_fn=affinity_setter(run.cores) if pin and run.cores else None,  # noqa: PLW1509
+            **identity_switch(run.user),
         )
     except BaseException:
         os.close(read_fd)

@@ -21,9 +21,12 @@ from agent.config import Settings, load_config
 from agent.daemon import Agent
 from agent.devserver import DevServer
 from agent.jobrun import AgentContext, JobReport
+from agent.jobuser import resolve_job_user
 from agent.journal import Journal
 from agent.redact import Redactor
 from agent.server import Job, OutputInfo, RetryPolicies, RetryPolicy, ServerClient
+from agent.statedir import prepare
+from executors.identity import JobUser
 from tests.servers import DEVSERVER_NODE, ServerUnderTest
 
 FAST_RETRY = RetryPolicy(attempts=3, timeout=10.0, wait_initial=0.05, wait_max=0.2, wait_jitter=0.0)
@@ -34,6 +37,22 @@ TEMPLATE_PARAMETERS = {
     "outputs": {"types": ["JSON"], "default": [], "help": "declared outputs"},
     "greeting": {"types": ["str"], "default": "hello", "help": "a variable"},
 }
+
+
+def job_writable(tmp_path: Path) -> Path:
+    """A directory under ``tmp_path`` that a job may write to whoever it runs as (jobs
+    leave pid files and flags there for the test to read)."""
+    shared = tmp_path / "from-job"
+    shared.mkdir(exist_ok=True)
+    shared.chmod(0o1777)
+    return shared
+
+
+def prepared_job_user(settings: Settings) -> JobUser:
+    """Who jobs run as, with the directories made ready, as ``agent run`` does it."""
+    user = resolve_job_user(settings.run)
+    prepare(settings.state_dir, settings.work_dir, user)
+    return user
 
 
 def agent_settings(
@@ -127,7 +146,11 @@ class Harness:
             redactor=redactor,
         ) as client:
             context = AgentContext(
-                settings, client, redactor, Journal(settings.state_dir / "journal")
+                settings,
+                client,
+                redactor,
+                Journal(settings.state_dir / "journal"),
+                job_user=prepared_job_user(settings),
             )
             yield Agent(context, **options)
 

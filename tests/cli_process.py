@@ -35,6 +35,8 @@ def write_config(
     }
     for name, extra in sections.items():
         values[name] = {**values.get(name, {}), **extra}
+    if "password_file" in values["server"]:  # one password source only
+        del values["server"]["password"]
     lines = [f'state_dir = "{path.parent / "state"}"']
     for name, keys in values.items():
         lines.append(f"[{name}]")

@@ -8,6 +8,8 @@ CI has the real backend, root and both MPI wheels, so nothing may quietly not ru
 from __future__ import annotations
 
 import os
+import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +38,20 @@ def _clean_agent_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("AGENT_") and not name.startswith("AGENT_TEST_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _job_user_can_reach_tmp_path(request: pytest.FixtureRequest) -> None:
+    """As root, jobs run as the job account, which must pass through the test's
+    directory: pytest makes its temporary directories 0700; allow others to pass (not
+    to list)."""
+    if os.geteuid() != 0 or "tmp_path" not in request.fixturenames:
+        return
+    path: Path = request.getfixturevalue("tmp_path")
+    for directory in [path, *path.parents]:
+        if directory == Path(tempfile.gettempdir()) or directory == directory.parent:
+            break
+        directory.chmod(directory.stat().st_mode | stat.S_IXOTH)
 
 
 @pytest.fixture

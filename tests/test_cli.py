@@ -88,6 +88,7 @@ def test_check_with_no_server(tmp_path: Path) -> None:
     result = agent_command("check", "--config", str(config), env={"AGENT_SERVER__TIMEOUT": "2"})
     assert result.returncode == ExitCode.SERVER_UNAVAILABLE
     assert "unreachable" in result.stderr
+    assert "[warn] password: shorter than 8 characters" in result.stdout  # "node"
 
 
 @pytest.mark.anyio

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import socket
 import tarfile
 from collections.abc import AsyncIterator
@@ -26,7 +27,7 @@ from agent.outcome import EndReason
 from agent.outputs import upload_output
 from agent.redact import Redactor
 from agent.server import BadRequest
-from tests.agent_harness import Harness, agent_settings, harness
+from tests.agent_harness import Harness, agent_settings, harness, job_writable
 from tests.server_params import reference_only
 from tests.servers import ServerUnderTest
 
@@ -192,7 +193,7 @@ async def test_invalid_spec_fails_the_job_and_the_agent_goes_on(h: Harness) -> N
 async def test_cancel_while_running_kills_the_tree_and_frees_the_node(
     h: Harness, tmp_path: Path
 ) -> None:
-    pids = tmp_path / "pids"
+    pids = job_writable(tmp_path) / "pids"
     job = await h.submit(
         one_core(
             f"sleep 1000 & echo $! >> {pids}; echo $$ >> {pids}; "
@@ -427,11 +428,12 @@ async def test_a_lost_upload_answer_counts_as_uploaded(h: Harness) -> None:
 
 
 async def test_an_unwritable_state_dir_releases_the_job(h: Harness, tmp_path: Path) -> None:
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("a file where the journal directory should be")
     job = await h.submit(one_core("true"))
-    settings = agent_settings(h.server, blocker / "state", run={"work_dir": str(tmp_path / "jobs")})
+    settings = h.settings()
     async with h.agent(settings, max_jobs=1, exit_when_idle=True) as agent:
+        journal = settings.state_dir / "journal"
+        shutil.rmtree(journal)  # made at start; gone (and blocked) since
+        journal.write_text("a file where the journal directory should be")
         reports = await agent.run()
     assert [r.outcome.reason for r in reports] == [EndReason.NODE_ERROR]
     assert reports[0].outcome.error is not None and reports[0].outcome.error.startswith("node:")
@@ -500,7 +502,7 @@ async def test_a_job_taken_away_before_start_is_left_alone(h: Harness, tmp_path:
     """Another node ends up holding the job while it is staged here: the real server's
     racy acquire lets that happen, and so does an admin's abort. ``start`` is refused
     (403); the job is the other node's now, so nothing is said about it."""
-    ready, go = tmp_path / "ready", tmp_path / "go"
+    ready, go = job_writable(tmp_path) / "ready", job_writable(tmp_path) / "go"
     job = await h.submit(
         one_core(
             "echo ran",

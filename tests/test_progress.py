@@ -116,3 +116,15 @@ def test_a_fifo_as_progress_file_does_not_block(tmp_path: Path) -> None:
     path.unlink()
     os.symlink("/dev/zero", path)
     assert read_progress_file(path) is None
+
+
+def test_only_a_regular_progress_file_is_read(tmp_path: Path) -> None:
+    """A symlink is not followed even to a number; a directory counts as nothing."""
+    number = tmp_path / "number"
+    number.write_text("0.7")
+    path = tmp_path / "progress"
+    os.symlink(number, path)
+    assert read_progress_file(path) is None
+    path.unlink()
+    path.mkdir()
+    assert read_progress_file(path) is None

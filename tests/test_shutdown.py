@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from agent.server import filters
-from tests.agent_harness import Harness, harness
+from tests.agent_harness import Harness, harness, job_writable
 from tests.servers import ServerUnderTest
 
 pytestmark = pytest.mark.anyio
@@ -97,7 +97,7 @@ def sleeper(pid_file: Path) -> dict[str, object]:
 
 
 async def test_sigterm_drains_then_gives_the_job_back(h: Harness, tmp_path: Path) -> None:
-    pid_file = tmp_path / "pids"
+    pid_file = job_writable(tmp_path) / "pids"
     job = await h.submit(sleeper(pid_file))
     process = start_agent(write_config(h, tmp_path, drain_timeout=0.5))
     pids = await wait_started(h, job, pid_file)
@@ -123,7 +123,7 @@ async def test_sigterm_drains_then_gives_the_job_back(h: Harness, tmp_path: Path
 
 
 async def test_second_signal_gives_back_at_once(h: Harness, tmp_path: Path) -> None:
-    pid_file = tmp_path / "pids"
+    pid_file = job_writable(tmp_path) / "pids"
     job = await h.submit(sleeper(pid_file))
     process = start_agent(write_config(h, tmp_path, drain_timeout=600))
     pids = await wait_started(h, job, pid_file)
@@ -153,8 +153,8 @@ async def test_drain_lets_a_short_job_finish(h: Harness, tmp_path: Path) -> None
 
 
 async def test_sigkill_then_restart_recovers_the_job(h: Harness, tmp_path: Path) -> None:
-    pid_file = tmp_path / "pids"
-    flag = tmp_path / "second-run"
+    pid_file = job_writable(tmp_path) / "pids"
+    flag = job_writable(tmp_path) / "second-run"
     job = await h.submit(
         {
             "command": f"if [ -e {flag} ]; then echo again; exit 0; fi; touch {flag}; "

@@ -37,7 +37,8 @@ def spec_with(inputs: list[dict[str, object]], **extra: object) -> object:
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
-    return Workspace.create(tmp_path, "job")
+    (tmp_path / "private").mkdir()
+    return Workspace.create(tmp_path, tmp_path / "private", "job")
 
 
 async def test_download_checksums_and_decompress(

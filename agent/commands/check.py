@@ -1,6 +1,8 @@
 """``agent check``: is this host ready to run jobs?
 
-Checks, in order: config, work and state directories, server reachable, login,
+Checks, in order: config, work and state directories, the job user (it exists, it is
+not root unless allowed, it can reach the work directory; a warning when jobs run as the
+agent's own user or as root), server reachable, login,
 the node slots (found, or would be created), resources (cores, memory), executors
 (subprocess; mpiexec and its flavor). Prints one line per finding; exit 0 only if
 nothing failed, 6 when the server cannot be reached, 7 when the login is refused, else 1.
@@ -21,10 +23,13 @@ import anyio
 from agent.commands.common import make_client, make_redactor, settings_or_exit
 from agent.config import Settings, config_path
 from agent.host import available_cores, host_ip, usable_cores, usable_memory_mb
+from agent.jobuser import JobUserError, exposure_warning, resolve_job_user
 from agent.outcome import ExitCode
+from agent.redact import MIN_LITERAL_LENGTH
 from agent.server import AuthError, ServerError, ServerUnreachable
 from executors import mpi as mpi_executor
 from executors.base import NodeError
+from executors.identity import search_blocked
 
 
 class Level(enum.Enum):
@@ -54,6 +59,29 @@ def check_dir(topic: str, path: Path) -> Finding:
     except OSError as exc:
         return Finding(Level.FAIL, topic, f"{path} is not writable: {exc.strerror}")
     return Finding(Level.OK, topic, f"{path} writable")
+
+
+def check_job_user(settings: Settings) -> list[Finding]:
+    """Who jobs run as, what that exposes, and whether it can reach its directories."""
+    try:
+        user = resolve_job_user(settings.run)
+    except JobUserError as exc:
+        return [Finding(Level.FAIL, "job user", str(exc).removeprefix("config: "))]
+    findings = [Finding(Level.OK, "job user", f"jobs run as {user.name} (uid {user.uid})")]
+    exposure = exposure_warning(user)
+    if exposure is not None:
+        findings.append(Finding(Level.WARN, "job user", exposure))
+    blocked = search_blocked(settings.work_dir, user)
+    if blocked is not None:
+        findings.append(
+            Finding(
+                Level.FAIL,
+                "work_dir",
+                f"the job user {user.name!r} cannot enter {blocked}: allow it to pass "
+                "(chmod o+x) or choose another run.work_dir",
+            )
+        )
+    return findings
 
 
 def check_resources(settings: Settings) -> list[Finding]:
@@ -89,6 +117,18 @@ def check_resources(settings: Settings) -> list[Finding]:
             )
         )
     return findings
+
+
+def check_password(settings: Settings) -> Finding | None:
+    """A warning when the agent's password is too short to be masked as a bare word."""
+    if len(settings.password) >= MIN_LITERAL_LENGTH:
+        return None
+    return Finding(
+        Level.WARN,
+        "password",
+        f"shorter than {MIN_LITERAL_LENGTH} characters: weak, and not masked as a bare word "
+        "in logs (only after a keyword such as password=)",
+    )
 
 
 def check_mpi(settings: Settings) -> Finding:
@@ -162,6 +202,10 @@ def run_check(config: str | None) -> int:
     findings = [Finding(Level.OK, "config", str(shown))]
     findings.append(check_dir("work_dir", settings.work_dir))
     findings.append(check_dir("state_dir", settings.state_dir))
+    findings.extend(check_job_user(settings))
+    weak = check_password(settings)
+    if weak is not None:
+        findings.append(weak)
     findings.extend(anyio.run(check_server, settings))
     findings.extend(check_resources(settings))
     findings.append(Finding(Level.OK, "subprocess", "available"))

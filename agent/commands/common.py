@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from agent.config import ConfigError, Settings, load_config
+from agent.jobuser import JobUserError, resolve_job_user
 from agent.logs import configure_logging
 from agent.redact import Redactor
+from agent.selfguard import forget_secret_env
 from agent.server import ServerClient
+from agent.statedir import StateDirError, prepare
+from executors.identity import JobUser
 
 
 class ConfigExit(SystemExit):
@@ -21,11 +26,25 @@ def settings_or_exit(
     cli_path: str | Path | None, overrides: Mapping[str, Any] | None = None
 ) -> Settings:
     try:
-        return load_config(cli_path, overrides=overrides)
+        settings = load_config(cli_path, overrides=overrides)
     except ConfigError as exc:
         for line in str(exc).splitlines():
             print(line, file=sys.stderr)
         raise ConfigExit(2) from None
+    forget_secret_env(os.environ)  # read; no child or /proc reader gets it from us now
+    return settings
+
+
+def job_user_or_exit(settings: Settings) -> JobUser:
+    """Who jobs run as, with the state and work directories made safe for that; one
+    line and exit 2 when the account is missing or a directory cannot be made safe."""
+    try:
+        user = resolve_job_user(settings.run)
+        prepare(settings.state_dir, settings.work_dir, user)
+    except (JobUserError, StateDirError) as exc:
+        print(exc, file=sys.stderr)
+        raise ConfigExit(2) from None
+    return user
 
 
 def make_redactor(settings: Settings) -> Redactor:

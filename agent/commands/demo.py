@@ -24,10 +24,13 @@ from agent.config import Settings
 from agent.daemon import Agent
 from agent.devserver import DevServer
 from agent.jobrun import AgentContext, JobReport
+from agent.jobuser import JobUserError, resolve_job_user
 from agent.journal import Journal
 from agent.outcome import EndReason
 from agent.server import ServerClient
+from agent.statedir import PASS_THROUGH, StateDirError, prepare
 from executors import NodeError, find_mpiexec
+from executors.identity import JobUser, current_user, search_blocked
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,38 @@ def job_values(example: dict[str, Any]) -> dict[str, Any]:
 
 
 def has_mpiexec(settings: Settings) -> bool:
+    return _mpiexec_path(settings) is not None
+
+
+def demo_job_user(settings: Settings) -> JobUser:
+    """Who the sample jobs run as: ``run.user`` as ``agent run`` would use it. On a host
+    without that account (or where it cannot reach the demo's files or mpiexec) the
+    demo's own samples run as this user instead, and one line says why."""
     try:
-        find_mpiexec(settings.mpi.mpiexec)
+        user = resolve_job_user(settings.run)
+        if not user.is_current():
+            settings.state_dir.parent.chmod(PASS_THROUGH)
+        prepare(settings.state_dir, settings.work_dir, user)
+        _check_mpiexec_reachable(settings, user)
+    except (JobUserError, StateDirError) as exc:
+        print(f"demo: {exc}; the samples run as this user instead", file=sys.stderr)
+        user = current_user()
+        prepare(settings.state_dir, settings.work_dir, user)
+    return user
+
+
+def _check_mpiexec_reachable(settings: Settings, user: JobUser) -> None:
+    mpiexec = _mpiexec_path(settings)
+    blocked = search_blocked(mpiexec.parent, user) if mpiexec else None
+    if blocked is not None:
+        raise StateDirError(f"the job user {user.name!r} cannot enter {blocked} (mpiexec)")
+
+
+def _mpiexec_path(settings: Settings) -> Path | None:
+    try:
+        return Path(find_mpiexec(settings.mpi.mpiexec))
     except NodeError:
-        return False
-    return True
+        return None
 
 
 async def _cancel_when_running(admin: ServerClient, job: int) -> None:
@@ -95,7 +125,7 @@ async def _cancel_when_running(admin: ServerClient, job: int) -> None:
 
 
 async def _demo(
-    settings: Settings, server: DevServer, out_dir: Path
+    settings: Settings, job_user: JobUser, server: DevServer, out_dir: Path
 ) -> tuple[list[tuple[Sample, int]], list[JobReport], dict[int, list[str]]]:
     redactor = setup(settings)
     async with ServerClient(server.url, "admin", "admin") as admin:
@@ -117,7 +147,11 @@ async def _demo(
             server.url, settings.server.username, settings.password, redactor=redactor
         ) as client:
             context = AgentContext(
-                settings, client, redactor, Journal(settings.state_dir / "journal")
+                settings,
+                client,
+                redactor,
+                Journal(settings.state_dir / "journal"),
+                job_user=job_user,
             )
             node_agent = Agent(context, exit_when_idle=True)
             async with anyio.create_task_group() as group:
@@ -192,7 +226,11 @@ def run_demo(config: str | None) -> int:
             },
         )
         print(f"demo: reference server on {server.url}; files in {root}", file=sys.stderr)
-        submitted, reports, downloaded = anyio.run(_demo, settings, server, root / "outputs")
+        job_user = demo_job_user(settings)
+        print(f"demo: jobs run as {job_user.name} (uid {job_user.uid})", file=sys.stderr)
+        submitted, reports, downloaded = anyio.run(
+            _demo, settings, job_user, server, root / "outputs"
+        )
     lines, ok = _table(submitted, reports, downloaded)
     print("\n".join(lines))
     print(

@@ -11,6 +11,7 @@ run-once's.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sys
@@ -26,14 +27,18 @@ from agent.commands.console import ProgressConsole
 from agent.config import Settings
 from agent.execution import Execution, StepOutcome, make_executor, output_problems
 from agent.host import usable_cores
+from agent.jobuser import JobUserError, resolve_job_user
 from agent.outcome import EndReason, ExitCode, exit_code
 from agent.outputs import CollectedOutput
 from agent.redact import Redactor
 from agent.server.errors import error_for
 from agent.spec import RunSpec, SpecError, load_spec_document
 from agent.staging import Fetch, JobFault, stage
+from agent.statedir import StateDirError, prepare_spec_dir
 from agent.workspace import Workspace
 from executors.base import NodeError
+from executors.identity import JobUser
+from executors.safefiles import open_regular
 
 
 def local_fetcher(base_dir: Path, timeout: float) -> Fetch:
@@ -79,6 +84,7 @@ async def _stop_on_signal(execution: Execution, _handle: object) -> None:
 
 async def run_local(
     settings: Settings,
+    job_user: JobUser,
     redactor: Redactor,
     spec: RunSpec,
     spec_dir: Path,
@@ -89,7 +95,12 @@ async def run_local(
     if spec.cores > len(cores):
         raise NodeError(f"the job needs {spec.cores} cores, this host offers {len(cores)}")
     marker = uuid.uuid4().hex
-    workspace = Workspace.create(spec_work_dir(settings), f"local-{marker[:8]}")
+    base = spec_work_dir(settings)
+    try:
+        private = prepare_spec_dir(base, job_user, ours=settings.run.work_dir is None)
+    except StateDirError as exc:
+        raise NodeError(str(exc)) from None
+    workspace = Workspace.create(base, private, f"local-{marker[:8]}", job_user)
     execution = Execution(
         spec,
         workspace,
@@ -105,6 +116,7 @@ async def run_local(
         await stage(spec, workspace, fetch)
     except JobFault as exc:
         return StepOutcome(EndReason.INPUT_FAULT, str(exc)), workspace.root
+    await anyio.to_thread.run_sync(workspace.hand_over)
     console.started(0, execution)
     step = await execution.run_all(executor, [_stop_on_signal])
     collected = await execution.outputs()
@@ -113,26 +125,47 @@ async def run_local(
         step = StepOutcome(problem[0], problem[1], step.result)
     if out_dir is not None:
         log_name = f"{settings.run.log_output.name}.txt"
-        await anyio.to_thread.run_sync(
+        skipped = await anyio.to_thread.run_sync(
             copy_results, collected, workspace.log_path, out_dir, log_name
         )
+        for line in skipped:
+            print(f"agent: {line}", file=sys.stderr)
     return step, workspace.root
 
 
 def copy_results(
     collected: list[CollectedOutput], log_path: Path, out_dir: Path, log_name: str
-) -> None:
-    """Declared outputs as ``<name><suffix>`` and the log as ``log_name`` into ``out_dir``."""
+) -> list[str]:
+    """Declared outputs as ``<name><suffix>`` and the log as ``log_name`` into ``out_dir``.
+
+    Each is read from a descriptor checked to be a regular file inside its directory
+    (the job may have swapped a file for a FIFO or a symlink since it was collected);
+    returns a line for each that was not copied."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    skipped: list[str] = []
+    copies: list[tuple[Path, Path | None, Path]] = [(log_path, log_path.parent, out_dir / log_name)]
     for item in collected:
         if item.file is not None:
             suffix = ".tar.gz" if item.file.name.endswith(".tar.gz") else item.file.suffix
-            shutil.copyfile(item.file, out_dir / f"{item.spec.name}{suffix}")
-    shutil.copyfile(log_path, out_dir / log_name)
+            copies.append((item.file, item.within, out_dir / f"{item.spec.name}{suffix}"))
+    for source, within, target in copies:
+        try:
+            fd = open_regular(source, beneath=within)
+        except OSError as exc:
+            skipped.append(f"{target.name} not copied: {exc}")
+            continue
+        with os.fdopen(fd, "rb") as reader, target.open("wb") as writer:
+            shutil.copyfileobj(reader, writer)
+    return skipped
 
 
 def run_spec_file(config: str | None, spec_file: Path, out_dir: Path | None) -> int:
     settings = settings_or_exit(config)
+    try:
+        job_user = resolve_job_user(settings.run)
+    except JobUserError as exc:
+        print(exc, file=sys.stderr)
+        return ExitCode.USAGE
     redactor = setup(settings)
     try:
         document = json.loads(spec_file.read_text(encoding="utf-8"))
@@ -147,7 +180,14 @@ def run_spec_file(config: str | None, spec_file: Path, out_dir: Path | None) -> 
     console = ProgressConsole.for_stream(sys.stderr)
     try:
         step, root = anyio.run(
-            run_local, settings, redactor, spec, spec_file.resolve().parent, out_dir, console
+            run_local,
+            settings,
+            job_user,
+            redactor,
+            spec,
+            spec_file.resolve().parent,
+            out_dir,
+            console,
         )
     except NodeError as exc:
         print(f"agent: node error: {exc}", file=sys.stderr)

@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from agent.commands.common import make_client, settings_or_exit, setup
+from agent.commands.common import job_user_or_exit, make_client, settings_or_exit, setup
 from agent.commands.console import ProgressConsole
 from agent.commands.failures import explain
 from agent.config import Settings
@@ -23,6 +23,7 @@ from agent.daemon import Agent
 from agent.jobrun import AgentContext, JobObserver
 from agent.journal import Journal
 from agent.outcome import ExitCode, exit_code
+from executors.identity import JobUser
 
 logger = structlog.get_logger("agent")
 
@@ -57,6 +58,7 @@ async def _give_back_after(agent: Agent, seconds: float, name: str) -> None:
 
 async def _run_agent(
     settings: Settings,
+    job_user: JobUser,
     *,
     exit_when_idle: bool,
     only_job: int | None = None,
@@ -66,7 +68,12 @@ async def _run_agent(
     redactor = setup(settings)
     async with make_client(settings, redactor) as client:
         context = AgentContext(
-            settings, client, redactor, Journal(settings.state_dir / "journal"), observer=observer
+            settings,
+            client,
+            redactor,
+            Journal(settings.state_dir / "journal"),
+            job_user=job_user,
+            observer=observer,
         )
         agent = Agent(context, exit_when_idle=exit_when_idle, only_job=only_job, max_jobs=max_jobs)
         async with anyio.create_task_group() as group:
@@ -98,8 +105,9 @@ def _run_or_exit_code(settings: Settings, main: Callable[[], Awaitable[Agent]]) 
 
 def run_daemon(config: str | None, *, exit_when_idle: bool = False) -> int:
     settings = settings_or_exit(config)
+    job_user = job_user_or_exit(settings)
     outcome = _run_or_exit_code(
-        settings, lambda: _run_agent(settings, exit_when_idle=exit_when_idle)
+        settings, lambda: _run_agent(settings, job_user, exit_when_idle=exit_when_idle)
     )
     return outcome if isinstance(outcome, ExitCode) else ExitCode.SUCCESS
 
@@ -112,11 +120,12 @@ def run_once(
 
         return run_spec_file(config, Path(spec_file), Path(out_dir) if out_dir else None)
     settings = settings_or_exit(config, overrides={"node": {"slots": 1}})
+    job_user = job_user_or_exit(settings)
     console = ProgressConsole.for_stream(sys.stderr)
     agent = _run_or_exit_code(
         settings,
         lambda: _run_agent(
-            settings, exit_when_idle=True, only_job=job, max_jobs=1, observer=console
+            settings, job_user, exit_when_idle=True, only_job=job, max_jobs=1, observer=console
         ),
     )
     if isinstance(agent, ExitCode):

@@ -9,6 +9,7 @@ for finish and uploads; see :class:`RetryPolicies`).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from agent.server.errors import (
     retry_delay,
 )
 from agent.server.models import Job, Node, OutputInfo, Template, Tokens
+from executors.safefiles import open_regular
 
 CHUNK_SIZE = 256 * 1024
 LOGIN_WAIT_MAX = 2.0
@@ -377,18 +379,40 @@ class ServerClient:
         )
 
     async def add_output(
-        self, pk: int, node: int, name: str, type_: str, path: Path, filename: str | None = None
+        self,
+        pk: int,
+        node: int,
+        name: str,
+        type_: str,
+        source: Path | int,
+        filename: str | None = None,
     ) -> OutputInfo:
-        """Upload a file as output ``name``/``type_``, streamed from disk."""
-        size = (await anyio.Path(path).stat()).st_size
+        """Upload a file as output ``name``/``type_``, streamed from disk.
+
+        ``source`` is a path (opened here as a regular file, no symlink followed) or the
+        descriptor of a regular file the caller opened and checked, and closes. The size
+        is taken from that descriptor once, and each attempt sends exactly that many
+        bytes read from offset 0 (``pread``): a file that grows meanwhile is cut there,
+        one that shrinks is padded with zero bytes, so the Content-Length always holds.
+        """
+        if isinstance(source, Path):
+            fd = await anyio.to_thread.run_sync(open_regular, source)
+            try:
+                return await self.add_output(pk, node, name, type_, fd, filename or source.name)
+            finally:
+                os.close(fd)
+        size = os.fstat(source).st_size
 
         async def chunks() -> AsyncIterator[bytes]:
-            async with await anyio.open_file(path, "rb") as handle:
-                while chunk := await handle.read(CHUNK_SIZE):
-                    yield chunk
+            offset = 0
+            while offset < size:
+                want = min(CHUNK_SIZE, size - offset)
+                chunk = await anyio.to_thread.run_sync(os.pread, source, want, offset)
+                yield chunk or bytes(want)
+                offset += len(chunk) or want
 
         headers = {
-            "Content-Disposition": f"attachment; filename={_safe_filename(filename or path.name)}",
+            "Content-Disposition": f"attachment; filename={_safe_filename(filename or 'output')}",
             "Content-Type": "application/octet-stream",
             "Content-Length": str(size),
         }

@@ -51,6 +51,10 @@ def test_allowlist(inherit: tuple[str, ...], expected_inherited: set[str]) -> No
         ("PATH", False),
         ("AGENT_RUN__WORK_DIR", False),
         ("TOKENIZERS_PARALLELISM", True),
+        ("OPENAI_API_KEY", True),
+        ("STRIPE_APIKEY", True),
+        ("SSH_PRIVATE_KEY", True),
+        ("KEYBOARD", False),
     ],
 )
 def test_is_credential(name: str, credential: bool) -> None:

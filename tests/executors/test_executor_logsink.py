@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from agent.config import DEFAULT_REDACT
 from agent.redact import MASK, Redactor
-from executors.logsink import LogSink, pump, truncation_notice, utf8_cut
+from executors.base import JobTampered, PreparedRun
+from executors.logsink import MAX_LINE, LogSink, pump, truncation_notice, utf8_cut
 
 
 def sink_lines(tmp_path: Path, chunks: list[bytes], **options: object) -> tuple[list[str], bytes]:
@@ -186,3 +187,46 @@ def test_a_secret_is_masked_across_chunk_edges_and_line_splits(
     assert SECRET.encode() not in content.replace(b"\n", b"")
     assert SECRET not in "".join(lines)
     assert all(len(line.encode()) <= 48 + len(MASK) for line in lines)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "passwd", "dir"])
+def test_a_log_the_job_replaced_is_its_fault(tmp_path: Path, kind: str) -> None:
+    """Nothing is opened through a symlink, and a FIFO without a reader does not block."""
+    log = tmp_path / "log"
+    make = {
+        "fifo": lambda: os.mkfifo(log),
+        "zero": lambda: os.symlink("/dev/zero", log),
+        "passwd": lambda: os.symlink("/etc/passwd", log),
+        "dir": log.mkdir,
+    }
+    make[kind]()
+    with pytest.raises(JobTampered, match="the job replaced its log file: it is a"):
+        LogSink(log, 100).__enter__()
+
+
+def test_entering_twice_opens_the_log_once(tmp_path: Path) -> None:
+    sink = LogSink(tmp_path / "log", 100)
+    with sink, sink:
+        sink.notice("once")
+    assert (tmp_path / "log").read_bytes() == b"once\n"
+
+
+def test_a_run_gives_the_sink_its_secret_finder(tmp_path: Path) -> None:
+    """``'x' * 65530 + 'API_TOKEN=…'`` was cut into ``…API_TO`` + ``KEN=…``: with the
+    run's finder the cut moves before the keyword, and the value is masked."""
+    redactor = Redactor(DEFAULT_REDACT)
+    lines: list[str] = []
+    run = PreparedRun(
+        "true",
+        tmp_path,
+        tmp_path / "log",
+        "marker",
+        max_log_bytes=1 << 20,
+        on_line=lines.append,
+        line_filter=redactor.redact,
+        secret_finder=redactor,
+    )
+    with LogSink.for_run(run) as sink:
+        sink.feed(b"x" * (MAX_LINE - 6) + b"API_TOKEN=abcdefgh123\n")
+        sink.finish()
+    assert lines == ["x" * (MAX_LINE - 6) + "API_", f"TOKEN={MASK}"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from agent.jobuser import DEFAULT_JOB_USER
 from executors import (
     EndKind,
     MpiExecutor,
@@ -22,6 +23,7 @@ from executors import (
     detect_flavor,
     find_mpiexec,
 )
+from executors.identity import lookup_user
 from executors.mpi import exportable, flavor_of, launcher_env, parse_flavor, threads_per_rank
 
 MakeRun = Callable[..., PreparedRun]
@@ -361,3 +363,30 @@ def test_mpiexec_beside_the_agents_python_is_found(
     assert find_mpiexec(None) == str(fake)
     with pytest.raises(MpiNotFoundError):
         find_mpiexec("/nonexistent/mpiexec")
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: only root runs ranks as another user")
+async def test_ranks_run_as_the_job_user(
+    mpiexec: tuple[str, MpiFlavor], make_run: MakeRun, tmp_path: Path
+) -> None:
+    """mpiexec, its proxies and every rank run as the job account (Open MPI then needs
+    no --allow-run-as-root, and would refuse to run as root without it)."""
+    path, _ = mpiexec
+    user = lookup_user(DEFAULT_JOB_USER)
+    cwd = tmp_path / "job"
+    cwd.mkdir()
+    os.chown(cwd, user.uid, user.gid)
+    lines: list[str] = []
+    run = make_run(
+        'echo "uid=$(id -u) gid=$(id -g) home=$HOME" | tee "rank-$$"',
+        ranks=2,
+        cwd=cwd,
+        user=user,
+        on_line=lines.append,
+    )
+    with anyio.fail_after(60):
+        result = await (await MpiExecutor(mpiexec=path).start(run)).wait()
+    assert result.succeeded, lines
+    assert lines == [f"uid={user.uid} gid={user.gid} home={user.home}"] * 2
+    assert {file.stat().st_uid for file in cwd.iterdir()} == {user.uid}
