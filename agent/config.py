@@ -114,6 +114,11 @@ class RunConfig(_Section):
     cancel_check_interval: float = Field(1.0, gt=0)
     progress_interval: float = Field(5.0, gt=0)
     max_log_bytes: int = Field(100 * 1024 * 1024, ge=1024)
+    max_input_bytes: int = Field(20 * 1024**3, ge=1)
+    """Bytes a job's inputs may take, downloaded and unpacked together."""
+    max_give_backs: int = Field(3, ge=1)
+    """Give-backs of one job by this agent for the same node-side reason before the
+    agent ends it ERRORED with that reason instead."""
     inherit_env: list[str] = Field(default_factory=lambda: list(DEFAULT_INHERIT_ENV))
     redact: list[str] = Field(default_factory=lambda: list(DEFAULT_REDACT))
     log_output: LogOutputConfig = Field(default_factory=LogOutputConfig)
@@ -300,3 +305,14 @@ def _describe_bad_env_json(environ: Mapping[str, str]) -> str:
                 key = upper.removeprefix("AGENT_").replace("__", ".").lower()
                 return f"config: {key}: {name} is not valid JSON (lists are written as JSON)"
     return "config: an AGENT_<SECTION>__<KEY> variable holds a list or table that is not JSON"
+
+
+def job_memory_limit_bytes(job_memory_mb: int | None, node: NodeConfig) -> int | None:
+    """Bytes one job's run may use: its ``hardware.memory`` (MiB) when it gives one, else
+    one slot's share of ``node.memory`` (``node.memory // node.slots`` MiB, at least 1),
+    else None (no limit: the host's memory is not divided among slots by guesswork)."""
+    if job_memory_mb is not None:
+        return job_memory_mb * 1024 * 1024
+    if node.memory is not None:
+        return max(1, node.memory // node.slots) * 1024 * 1024
+    return None

@@ -14,13 +14,16 @@ stopped and given back.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 import structlog
 from pydantic import ValidationError
 
+from agent.cleanup import remove_job_dirs, stale_job_names
 from agent.config import Settings
 from agent.host import host_ip, usable_cores, usable_memory_mb
 from agent.jobrun import AgentContext, JobReport, JobRun
@@ -39,14 +42,12 @@ from agent.server import (
 from agent.server.errors import field_errors
 from agent.slots import Allocation, Allocator, Need, why_never_fits
 from agent.spec import RunSpec, SpecError, resolve_job_spec
+from agent.statedir import private_dir
 from executors import NodeError, find_mpiexec
 
 logger = structlog.get_logger("agent")
 
 HEARTBEAT_SECONDS = 30.0
-GIVE_BACK_COOLDOWN = 300.0
-"""Seconds this agent leaves a job alone after giving it back for a node problem, so
-other nodes get their chance instead of this one taking it again at once."""
 
 
 class RegistrationRefused(Exception):
@@ -107,7 +108,6 @@ class Agent:
         self._draining = False
         self._wake = anyio.Event()
         self._skipped: dict[int, str] = {}
-        self._cooldown: dict[int, float] = {}
         self._mpi_problem: str | None = None
         self._taken = 0
         self._not_pending: str | None = None
@@ -141,6 +141,7 @@ class Agent:
                 except (BadRequest, Forbidden) as exc:
                     raise RegistrationRefused(self.ip, index, exc) from None
                 logger.info("node registered", node=node.pk, ip=self.ip, index=index)
+            interrupted = self.context.journal.read(node.pk)
             await recover_node(
                 client,
                 self.context.journal,
@@ -148,13 +149,24 @@ class Agent:
                 node.current_job,
                 self.settings.run.kill_grace,
             )
+            if interrupted is not None and interrupted.workspace:
+                self._remove_job_dirs(Path(interrupted.workspace).name, "recovered")
             self.slots.append(Slot(index, node.pk))
+        for name in stale_job_names(private_dir(self.settings.state_dir), time.time(), ()):
+            self._remove_job_dirs(name, "stale: older than a day, no journal entry")
 
         try:
             find_mpiexec(self.settings.mpi.mpiexec)
         except NodeError as exc:
             self._mpi_problem = str(exc)
             logger.warning("MPI jobs will be left to other agents", why=self._mpi_problem)
+
+    def _remove_job_dirs(self, name: str, why: str) -> None:
+        """Remove an ended job's directories (unless ``run.keep_job_dirs``)."""
+        if self.settings.run.keep_job_dirs:
+            return
+        remove_job_dirs(name, self.settings.work_dir, private_dir(self.settings.state_dir))
+        logger.info("job directory removed", directory=name, why=why)
 
     async def heartbeat(self) -> None:
         while True:
@@ -254,12 +266,11 @@ class Agent:
         candidates = await self._candidates()
         pending = {job.pk for job in candidates}
         self._skipped = {pk: why for pk, why in self._skipped.items() if pk in pending}
-        self._cooldown = {pk: until for pk, until in self._cooldown.items() if pk in pending}
         for job in candidates:
             free = [slot for slot in self.slots if slot.job is None]
             if not free or self._done_taking_work():
                 break
-            if job.pk in self._skipped or self._cooldown.get(job.pk, 0.0) > anyio.current_time():
+            if job.pk in self._skipped or self._cooling(job.pk):
                 continue
             try:
                 template = await client.get_template(job.template.pk, job.template.version)
@@ -302,6 +313,10 @@ class Agent:
             group.start_soon(self._run_job, acquired, slot, spec, allocation)
         return taken
 
+    def _cooling(self, job: int) -> bool:
+        """Given back for node trouble lately (``run-once --job`` asks for it anyway)."""
+        return job != self.only_job and self.context.give_backs.cooling(job)
+
     def _skip(self, job: int, why: str) -> None:
         self._skipped[job] = why
         logger.info("leaving job for other agents", job=job, why=why)
@@ -318,8 +333,6 @@ class Agent:
             self.allocator.release(allocation)
             slot.job = None
             self._wake.set()
-        if report.outcome.reason is EndReason.NODE_ERROR:
-            self._cooldown[job.pk] = anyio.current_time() + GIVE_BACK_COOLDOWN
         self.reports.append(report)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 
 import executors
-from agent.config import Settings
+from agent.config import Settings, job_memory_limit_bytes
 from agent.outcome import EndReason, describe_exit
 from agent.outputs import CollectedOutput, collect_outputs
 from agent.progress import ProgressTracker, read_progress_file
@@ -108,6 +108,7 @@ class Execution:
             line_filter=self.redactor.redact,
             secret_finder=self.redactor,
             user=self.workspace.owner,
+            memory_limit_bytes=job_memory_limit_bytes(self.spec.memory_mb, self.settings.node),
         )
 
     async def stop(self, reason: EndReason, error: str | None = None) -> None:

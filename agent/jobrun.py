@@ -21,6 +21,7 @@ import structlog
 from agent.calls import perform, start_on_server
 from agent.config import LogOutputConfig, Settings
 from agent.execution import Execution, StepOutcome, Watcher, make_executor, output_problems
+from agent.givebacks import GiveBackBook, gave_up_text, should_give_up
 from agent.journal import Journal, JournalEntry
 from agent.logs import bind_job_redactor
 from agent.outcome import CallKind, EndReason, Outcome, ServerCall, decide, uploads_results
@@ -28,7 +29,7 @@ from agent.outputs import CollectedOutput, OutputBlocked, OutputEmpty, upload_ou
 from agent.redact import Redactor, job_secrets
 from agent.server import Conflict, Forbidden, Job, ServerClient, ServerError, ServerUnreachable
 from agent.spec import OutputSpec, RunSpec, SpecError
-from agent.staging import JobFault, stage
+from agent.staging import InputBudget, JobFault, stage
 from agent.statedir import private_dir
 from agent.workspace import Workspace
 from executors.base import JobTampered, NodeError
@@ -58,6 +59,8 @@ class AgentContext:
     journal: Journal
     job_user: JobUser | None = None
     """Who jobs run as (:func:`agent.jobuser.resolve_job_user`); None: the agent's user."""
+    give_backs: GiveBackBook = field(default_factory=lambda: GiveBackBook(None))
+    """Jobs given back for node trouble: cooldowns and counts (kept in ``state_dir``)."""
     stop_jobs: anyio.Event = field(default_factory=anyio.Event)
     """Set when running jobs must stop and go back to the queue (agent shutdown)."""
     observer: JobObserver | None = None
@@ -267,7 +270,9 @@ class JobRun:
         workspace.write_json("spec.json", {"job": self.job.pk, "spec": dataclasses.asdict(spec)})
         self._journal()
         executor = make_executor(self.settings, spec.use_mpi)
-        await stage(spec, workspace, self.client.download)
+        await stage(
+            spec, workspace, self.client.download, InputBudget(self.settings.run.max_input_bytes)
+        )
         await anyio.to_thread.run_sync(workspace.hand_over)
         stop_only = [stop_watcher(self.context, self.node)]
         if spec.pre_process is not None:
@@ -312,8 +317,25 @@ class JobRun:
 
     # -------------------------------------------------------------- reporting
 
+    def _give_back_or_give_up(self, outcome: Outcome) -> Outcome:
+        """Node trouble: give the job back (noted in the book, which starts its cooldown)
+        unless this agent already did so ``run.max_give_backs`` times for the same
+        reason; then it ends the job with that reason."""
+        error = outcome.error or "node: trouble on this node"
+        book = self.context.give_backs
+        previous = book.get(self.job.pk)
+        if previous is not None and should_give_up(
+            previous, error, self.settings.run.max_give_backs
+        ):
+            self.log.warning("giving up on the job", give_backs=previous.count, error=error)
+            return Outcome(EndReason.GAVE_UP, outcome.started, gave_up_text(error, previous.count))
+        book.gave_back(self.job.pk, error)
+        return outcome
+
     async def _conclude(self, outcome: Outcome, step: StepOutcome | None) -> None:
         execution = self.execution
+        if outcome.reason is EndReason.NODE_ERROR:
+            outcome = self._give_back_or_give_up(outcome)
         if outcome.reason.job_fault and not outcome.started:
             try:
                 lost = await self._start()

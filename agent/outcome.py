@@ -38,6 +38,12 @@ class EndReason(enum.Enum):
     """Trouble on this node (disk, no mpiexec, server unreachable for long)."""
     INTERRUPTED = "interrupted"
     """Found at start-up: the agent died while running it (SIGKILL, OOM, power)."""
+    GAVE_UP = "gave_up"
+    """Node trouble again, after ``run.max_give_backs`` give-backs by this agent for the
+    same reason: ended ERRORED instead of going round the fleet once more."""
+    MEMORY = "memory"
+    """The run went over its memory limit (``hardware.memory``, else the slot's share of
+    ``node.memory``) and was stopped."""
 
     @property
     def job_fault(self) -> bool:
@@ -57,6 +63,8 @@ _JOB_FAULTS = frozenset(
         EndReason.WALLTIME,
         EndReason.OUTPUT_MISSING,
         EndReason.OUTPUT_REJECTED,
+        EndReason.GAVE_UP,
+        EndReason.MEMORY,
     }
 )
 _GIVE_BACK = frozenset({EndReason.AGENT_STOP, EndReason.NODE_ERROR, EndReason.INTERRUPTED})
@@ -164,11 +172,36 @@ def format_walltime(seconds: float) -> str:
     return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
+_MIB = 1024 * 1024
+
+
+def _mib(size: int, *, up: bool = False) -> str:
+    """Bytes as whole MiB (rounded up with ``up``), or with one decimal when not whole."""
+    if size % _MIB == 0 or up:
+        return str(-(-size // _MIB))
+    return f"{size / _MIB:.1f}"
+
+
+def memory_exceeded_text(result: RunResult) -> str:
+    """``memory limit exceeded (peak 1025 MiB > limit 200 MiB)``; a cgroup's peak never
+    passes its limit (the kernel kills first), which the text then says."""
+    limit, peak = result.memory_limit_bytes, result.memory_peak_bytes
+    if limit is None:
+        return "memory limit exceeded"
+    if peak is not None and peak > limit:
+        return f"memory limit exceeded (peak {_mib(peak, up=True)} MiB > limit {_mib(limit)} MiB)"
+    return f"memory limit exceeded (limit {_mib(limit)} MiB reached: killed by the kernel)"
+
+
 def describe_exit(result: RunResult, walltime_text: str | None = None) -> tuple[EndReason, str]:
     """Reason and error text for a finished command (not stopped on request)."""
+    if result.disk_full:  # whatever else happened, the job filled the disk first
+        return EndReason.FAILED, "no space left on device while the job ran (its log is cut)"
     if result.kind is EndKind.WALLTIME:
         text = walltime_text or format_walltime(result.duration)
         return EndReason.WALLTIME, f"walltime {text} exceeded"
+    if result.kind is EndKind.MEMORY:
+        return EndReason.MEMORY, memory_exceeded_text(result)
     if result.kind is EndKind.SIGNALED and result.signal is not None:
         return EndReason.FAILED, f"killed by {signal_name(result.signal)}"
     if result.exit_code == 0:

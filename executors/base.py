@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from executors.cgroup import MemoryGuard
 from executors.identity import JobUser
 
 #: Name of the environment variable that marks every process of one job. The value is
@@ -94,6 +95,10 @@ class PreparedRun:
     line_filter: LineFilter | None = None
     secret_finder: SecretFinder | None = None
     """Where the secrets the line filter masks are: a long line is cut outside them."""
+    memory_limit_bytes: int | None = None
+    """Memory the whole run may use; over it the run ends :attr:`EndKind.MEMORY`
+    (enforced by a cgroup when the agent has one delegated, else by RSS sampling).
+    None: unlimited."""
 
 
 class EndKind(enum.Enum):
@@ -107,6 +112,9 @@ class EndKind(enum.Enum):
     """The executor stopped it because the walltime ran out."""
     STOPPED = "stopped"
     """Stopped on request (:meth:`RunHandle.stop`)."""
+    MEMORY = "memory"
+    """The run went over :attr:`PreparedRun.memory_limit_bytes`: the kernel killed it
+    (cgroup) or the executor stopped it (RSS sampling)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,17 @@ class RunResult:
     """Bytes the job printed (written or not)."""
     log_truncated: bool
     """Output went past ``max_log_bytes`` and the rest was not written."""
+    disk_full: bool = False
+    """Writing the log failed for want of space: the disk filled up while it ran."""
+    memory_limit_bytes: int | None = None
+    """The memory limit the run had (None: unlimited)."""
+    memory_limit_hit: bool = False
+    """The run went over its memory limit (it then ended :attr:`EndKind.MEMORY`)."""
+    memory_peak_bytes: int | None = None
+    """Peak memory as the guard measured it: the cgroup's ``memory.peak`` (cgroup guard,
+    page cache included) or ``peak_rss_bytes`` (sampling). None without a guard."""
+    memory_guard: MemoryGuard | None = None
+    """How the limit was enforced: ``"cgroup"`` (the kernel) or ``"rss"`` (sampling)."""
 
     @property
     def succeeded(self) -> bool:

@@ -13,7 +13,10 @@ is held back up to :data:`MAX_LINE` plus the finder's reach.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -23,6 +26,9 @@ import anyio.lowlevel
 
 from executors.base import JobTampered, LineCallback, LineFilter, PreparedRun, SecretFinder
 from executors.safefiles import NotRegularFile, open_regular
+
+#: Errors that mean the disk is full: the log stops, the run goes on.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 #: Bytes read from the pipe at once.
 CHUNK = 64 * 1024
@@ -135,7 +141,9 @@ class LogSink:
         self.bytes_written = 0
         """Bytes this sink appended to the file (marker line included)."""
         self.truncated = False
-        """Whether output went past the cap."""
+        """Whether output went past the cap (or the disk filled up)."""
+        self.disk_full = False
+        """Whether writing the log failed for want of space (ENOSPC, EDQUOT)."""
 
     @classmethod
     def for_run(cls, run: PreparedRun) -> LogSink:
@@ -170,9 +178,8 @@ class LogSink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._disk_safe(lambda file: file.close())
+        self._file = None
 
     def feed(self, data: bytes) -> None:
         """Take the next bytes of output; complete lines are handed on at once."""
@@ -196,8 +203,7 @@ class LogSink:
         if self._pending:
             self._line(self._pending)
             self._pending = b""
-        if self._file is not None:
-            self._file.flush()
+        self._disk_safe(lambda file: file.flush())
 
     def notice(self, text: str) -> None:
         """Add a line of the agent's own (a spawn failure, say) to the log and callback."""
@@ -231,12 +237,28 @@ class LogSink:
         size = len(raw) + 1
         if self.bytes_written + size > self._budget:
             self.truncated = True
-            self._file.write(truncation_notice(self._max_log_bytes).encode() + b"\n")
-            self.bytes_written += len(truncation_notice(self._max_log_bytes)) + 1
+            notice = truncation_notice(self._max_log_bytes).encode() + b"\n"
+            self._disk_safe(lambda file: file.write(notice))
+            self.bytes_written += len(notice)
             return
-        self._file.write(raw)
-        self._file.write(b"\n")
+        self._disk_safe(lambda file: file.writelines((raw, b"\n")))
         self.bytes_written += size
+
+    def _disk_safe(self, action: Callable[[BinaryIO], object]) -> None:
+        """Do ``action`` on the log file; a full disk (ENOSPC, EDQUOT) ends the writing
+        for good (:attr:`disk_full`), the output is still scanned, never an error."""
+        if self._file is None:
+            return
+        try:
+            action(self._file)
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            self.disk_full = True
+            self.truncated = True
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError):  # the buffer cannot be flushed either
+                file.close()
 
 
 async def pump(fd: int, sink: LogSink, chunk: int = CHUNK) -> None:

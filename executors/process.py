@@ -18,6 +18,16 @@ When the main process ends by itself, whatever it left behind is stopped the sam
 before ``wait()`` returns: no child outlives a job. Finding, signalling and sampling the
 processes is :mod:`executors.proctree`.
 
+Memory (:attr:`~executors.base.PreparedRun.memory_limit_bytes`): when the agent has a
+cgroup delegated (:mod:`executors.cgroup`), every run gets a cgroup of its own; with a
+limit the kernel enforces it (``memory.max``, ``memory.oom.group``) and an ``oom_kill`` in
+``memory.events`` ends the run :attr:`~executors.base.EndKind.MEMORY`. The cgroup also
+takes part in stops (SIGTERM to its processes, ``cgroup.kill``), counts the CPU of
+everything that ran in it, and is removed when the run is over. Without one, each sample
+checks the tree's RSS sum against the limit; over it, the tree is stopped like at the
+walltime, but SIGKILLed at once (no grace: a run over its memory endangers the node,
+and the kernel's OOM killer gives none either).
+
 Accounting is pragmatic: CPU seconds are the main process's rusage (which includes
 every descendant it or its descendants reaped) plus, for processes last seen outside
 the main process's descendants (orphans, escaped daemons, leftovers killed at the end),
@@ -29,6 +39,7 @@ and are not reaped by the main process's tree escape both.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -44,6 +55,7 @@ import anyio.to_thread
 import psutil
 
 from executors.base import EndKind, NodeError, PreparedRun, RunResult
+from executors.cgroup import JobCgroup, MemoryGuard, choose_guard, job_cgroup_base
 from executors.identity import JobUser
 from executors.logsink import LogSink, pump
 from executors.proctree import (
@@ -119,6 +131,7 @@ class ProcessRun:
         run: PreparedRun,
         sink: LogSink,
         started: float,
+        cgroup: JobCgroup | None = None,
     ) -> None:
         self._popen = popen
         self._fd = read_fd
@@ -140,6 +153,14 @@ class ProcessRun:
         self._driving = False
         self._done = anyio.Event()
         self._result: RunResult | None = None
+        self._cgroup = cgroup
+        self._guard: MemoryGuard | None = choose_guard(run.memory_limit_bytes, cgroup is not None)
+        self._memory_hit = False
+
+    @property
+    def memory_guard(self) -> MemoryGuard | None:
+        """How this run's memory limit is enforced (None: it has none)."""
+        return self._guard
 
     @property
     def pid(self) -> int:
@@ -187,6 +208,9 @@ class ProcessRun:
             self._close_output()
             if self._exit is not None:
                 self._result = self._make_result()
+            if self._cgroup is not None:  # the tree is gone (or as gone as it gets)
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self._cgroup.remove)
 
     async def _end_tree(self) -> None:
         """After the main process ended (or the wait was cancelled): no survivors, drain."""
@@ -228,8 +252,20 @@ class ProcessRun:
         tick = 0
         while True:  # no marker scan at once: nothing can have escaped yet
             tick += 1
-            await anyio.to_thread.run_sync(self._sampler.sample, tick % MARKER_SCAN_EVERY == 0)
+            over = await anyio.to_thread.run_sync(self._sample, tick % MARKER_SCAN_EVERY == 0)
+            if over:
+                self._memory_hit = True
+                await self._request_stop(EndKind.MEMORY)
             await anyio.sleep(SAMPLE_INTERVAL)
+
+    def _sample(self, scan_marker: bool) -> bool:
+        """One sample of the tree (and cgroup); whether the run is over its memory limit."""
+        self._sampler.sample(scan_marker)
+        limit = self._run.memory_limit_bytes
+        if self._cgroup is not None:
+            self._cgroup.sample_peak()
+            return limit is not None and self._cgroup.oom_kills() > 0
+        return limit is not None and self._sampler.last_rss > limit
 
     async def _watch_walltime(self) -> None:
         if self._run.walltime is None:
@@ -261,6 +297,8 @@ class ProcessRun:
             signal_group(self.pid, signal.SIGTERM)
             self._term_marked = processes(marked)
             signal_pids(marked, signal.SIGTERM)
+            if self._cgroup is not None:
+                await anyio.to_thread.run_sync(self._cgroup.signal, signal.SIGTERM)
             self._term_sent = True
 
     async def _kill_tree(self) -> None:
@@ -273,18 +311,25 @@ class ProcessRun:
             if self._killed:
                 return
             await self._send_term()
-            if not await self._tree_gone_within(self._run.kill_grace):
+            grace = 0.0 if self._memory_hit else self._run.kill_grace
+            if grace <= 0 or not await self._tree_gone_within(grace):
                 signal_group(self.pid, signal.SIGKILL)
                 await anyio.to_thread.run_sync(self._sweep)
                 await self._tree_gone_within(KILL_SETTLE_TIMEOUT)
             self._killed = True
 
     def _sweep(self) -> None:
-        """The final sweep: SIGKILL every living process that carries the marker."""
+        """The final sweep: SIGKILL every process in the run's cgroup and every living
+        process that carries the marker."""
+        if self._cgroup is not None:
+            self._cgroup.kill()
         signal_pids(marked_pids(self._run.marker), signal.SIGKILL)
 
     def _survivors(self) -> list[int]:
-        return group_pids(self.pid) + [p.pid for p in self._term_marked if is_alive(p)]
+        found = group_pids(self.pid) + [p.pid for p in self._term_marked if is_alive(p)]
+        if self._cgroup is not None:
+            found += pids_alive(self._cgroup.pids())
+        return found
 
     async def _tree_gone_within(self, seconds: float) -> bool:
         """Poll until the group and the marked processes are gone; False after ``seconds``."""
@@ -298,17 +343,36 @@ class ProcessRun:
 
     def _make_result(self) -> RunResult:
         assert self._exit is not None
-        kind, code, sig = end_of(self._exit.status, self._requested)
+        limit = self._run.memory_limit_bytes
+        cgroup = self._cgroup
+        oom = cgroup is not None and limit is not None and cgroup.oom_kills() > 0
+        requested = self._requested
+        if oom:  # the kernel killed (part of) it, maybe before a sample saw it
+            self._memory_hit = True
+            requested = requested or EndKind.MEMORY
+        kind, code, sig = end_of(self._exit.status, requested)
         usage = self._exit.rusage
+        cpu = usage.ru_utime + usage.ru_stime + self._sampler.outsider_cpu()
+        peak: int | None = None
+        if cgroup is not None:
+            cpu = max(cpu, cgroup.cpu_seconds() or 0.0)
+            peak = cgroup.peak() if self._guard is not None else None
+        elif self._guard is not None:
+            peak = self._sampler.peak_rss
         return RunResult(
             kind=kind,
             exit_code=code,
             signal=sig,
             duration=time.monotonic() - self._started,
             peak_rss_bytes=self._sampler.peak_rss,
-            cpu_seconds=usage.ru_utime + usage.ru_stime + self._sampler.outsider_cpu(),
+            cpu_seconds=cpu,
             log_bytes=self._sink.bytes_seen,
             log_truncated=self._sink.truncated,
+            disk_full=self._sink.disk_full,
+            memory_limit_bytes=limit,
+            memory_limit_hit=self._memory_hit,
+            memory_peak_bytes=peak,
+            memory_guard=self._guard,
         )
 
 
@@ -380,6 +444,7 @@ def spawn(
     caller decides whose fault that is.
     """
     sink = open_sink(run)
+    cgroup = new_cgroup(run)
     read_fd, write_fd = os.pipe()
     try:
         popen = subprocess.Popen(
@@ -396,12 +461,57 @@ def spawn(
     except BaseException:
         os.close(read_fd)
         sink.__exit__(None, None, None)
+        if cgroup is not None:
+            cgroup.remove()
         raise
     finally:
         os.close(write_fd)
     started = time.monotonic()
+    if cgroup is not None and not place(cgroup, popen.pid):
+        cgroup.remove()
+        cgroup = None
     os.set_blocking(read_fd, False)
-    return ProcessRun(popen, read_fd, run, sink, started)
+    return ProcessRun(popen, read_fd, run, sink, started, cgroup)
+
+
+def new_cgroup(run: PreparedRun) -> JobCgroup | None:
+    """The run's own cgroup with its memory limit, when the agent has a delegated
+    cgroup and creating it works; None otherwise (RSS sampling guards the limit)."""
+    base = job_cgroup_base().base
+    if base is None:
+        return None
+    try:
+        return JobCgroup.create(base, run.marker, run.memory_limit_bytes)
+    except OSError:
+        return None
+
+
+def place(cgroup: JobCgroup, pid: int) -> bool:
+    """Move the just-spawned ``pid``, then any child it already forked, into ``cgroup``.
+
+    Python 3.11's ``Popen`` cannot start a child inside a cgroup (no
+    ``CLONE_INTO_CGROUP``), and a ``preexec_fn`` would run after the switch to the job
+    user, who may not move processes between cgroups. So the agent moves the process
+    right after ``Popen`` returns, microseconds after exec: memory the job touched before
+    that stays charged to the agent's cgroup, and children it forked in that window are
+    moved here one by one. That window is accepted: a job cannot allocate much or
+    escape in it, and the alternative (a gate process that waits for the move before
+    exec'ing the command) changes how a command that cannot be executed is reported.
+    Returns False when the main process could not be moved (the run then goes on with
+    RSS sampling, outside any cgroup).
+    """
+    try:
+        cgroup.add(pid)
+    except OSError:
+        return False
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    for child in children:
+        with contextlib.suppress(OSError):
+            cgroup.add(child.pid)
+    return True
 
 
 def spawn_failure(run: PreparedRun, message: str, exit_code: int) -> EndedRun:

@@ -106,7 +106,8 @@ def processes(pids: Iterable[int]) -> list[psutil.Process]:
 
 
 class TreeSampler:
-    """Periodic psutil view of one run's processes: peak RSS sum and CPU of outsiders.
+    """Periodic psutil view of one run's processes: RSS sum (latest and peak) and CPU of
+    outsiders.
 
     The tree is the main process's descendants, the members of its process group, and
     processes found carrying the marker (remembered once found). Thread-safe: samples
@@ -122,6 +123,8 @@ class TreeSampler:
         self._cpu: dict[tuple[int, float], tuple[float, bool]] = {}
         self._lock = threading.Lock()
         self.peak_rss = 0
+        self.last_rss = 0
+        """RSS sum of the latest sample (what a memory limit is checked against)."""
 
     def main_ended(self) -> None:
         """The main process is reaped: stop looking at its pid (it may be reused)."""
@@ -149,6 +152,7 @@ class TreeSampler:
                 total += rss
                 if process is not self._main:  # the main process's CPU comes from rusage
                     self._cpu[key] = (times.user + times.system, outsider)
+            self.last_rss = total
             self.peak_rss = max(self.peak_rss, total)
 
     def outsider_cpu(self) -> float:

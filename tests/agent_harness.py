@@ -20,6 +20,8 @@ import httpx
 from agent.config import Settings, load_config
 from agent.daemon import Agent
 from agent.devserver import DevServer
+from agent.givebacks import COOLDOWN, GiveBackBook
+from agent.givebacks import FILE_NAME as GIVE_BACKS_FILE
 from agent.jobrun import AgentContext, JobReport
 from agent.jobuser import resolve_job_user
 from agent.journal import Journal
@@ -135,7 +137,13 @@ class Harness:
         return agent_settings(self.server, self.state_dir, **sections)
 
     @asynccontextmanager
-    async def agent(self, settings: Settings | None = None, **options: Any) -> AsyncIterator[Agent]:
+    async def agent(
+        self,
+        settings: Settings | None = None,
+        *,
+        give_back_cooldown: float = COOLDOWN,
+        **options: Any,
+    ) -> AsyncIterator[Agent]:
         settings = settings or self.settings()
         redactor = Redactor(settings.run.redact, secrets=[settings.password])
         async with ServerClient(
@@ -151,6 +159,9 @@ class Harness:
                 redactor,
                 Journal(settings.state_dir / "journal"),
                 job_user=prepared_job_user(settings),
+                give_backs=GiveBackBook(
+                    settings.state_dir / GIVE_BACKS_FILE, cooldown=give_back_cooldown
+                ),
             )
             yield Agent(context, **options)
 

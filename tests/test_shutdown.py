@@ -168,9 +168,14 @@ async def test_sigkill_then_restart_recovers_the_job(h: Harness, tmp_path: Path)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert any(alive(pid) for pid in pids)  # the job's session outlived the agent
+    interrupted_dirs = [path.name for path in (h.state_dir / "private").iterdir()]
+    assert len(interrupted_dirs) == 1 and (h.state_dir / "jobs" / interrupted_dirs[0]).is_dir()
     restarted = start_agent(config, "--exit-when-idle")
     assert await wait_exit(restarted, 60) == 0
     assert not any(alive(pid) for pid in pids)
+    # Recovery removed the interrupted run's directories; the second run removed its own.
+    assert list((h.state_dir / "jobs").iterdir()) == []
+    assert list((h.state_dir / "private").iterdir()) == []
     final = await h.job(job)
     assert final.phase == "FINISHED" and final.error_reason is None
     assert await h.output(job, "log", "str") == b"again\n"  # the second run's

@@ -143,9 +143,9 @@ def error_of(analysis: Any, outputs: Any = None, queues: tuple[str, ...] = ()) -
             id="analysis-as-json-text",
         ),
         pytest.param(
-            {"command": "x", "analysis": {"code": "user_included"}, "flags": {}, "other": [1]},
+            {"command": "x", "analysis": {"code": "user_included"}, "flags": {}},
             {"command": "x"},
-            id="unknown-keys-ignored",
+            id="documented-keys-ignored",
         ),
     ],
 )

@@ -23,6 +23,8 @@ from agent.commands.common import settings_or_exit, setup
 from agent.config import Settings
 from agent.daemon import Agent
 from agent.devserver import DevServer
+from agent.givebacks import FILE_NAME as GIVE_BACKS_FILE
+from agent.givebacks import GiveBackBook
 from agent.jobrun import AgentContext, JobReport
 from agent.jobuser import JobUserError, resolve_job_user
 from agent.journal import Journal
@@ -152,6 +154,7 @@ async def _demo(
                 redactor,
                 Journal(settings.state_dir / "journal"),
                 job_user=job_user,
+                give_backs=GiveBackBook(settings.state_dir / GIVE_BACKS_FILE),
             )
             node_agent = Agent(context, exit_when_idle=True)
             async with anyio.create_task_group() as group:

@@ -31,9 +31,9 @@ from agent.jobuser import JobUserError, resolve_job_user
 from agent.outcome import EndReason, ExitCode, exit_code
 from agent.outputs import CollectedOutput
 from agent.redact import Redactor
-from agent.server.errors import error_for
+from agent.server.errors import TooLarge, error_for
 from agent.spec import RunSpec, SpecError, load_spec_document
-from agent.staging import Fetch, JobFault, stage
+from agent.staging import Fetch, InputBudget, JobFault, stage
 from agent.statedir import StateDirError, prepare_spec_dir
 from agent.workspace import Workspace
 from executors.base import NodeError
@@ -42,7 +42,7 @@ from executors.safefiles import open_regular
 
 
 def local_fetcher(base_dir: Path, timeout: float) -> Fetch:
-    async def fetch(url: str, dest: Path) -> int:
+    async def fetch(url: str, dest: Path, limit: int | None) -> int:
         if url.startswith(("http://", "https://")):
             async with (
                 httpx.AsyncClient(timeout=timeout) as client,
@@ -55,13 +55,18 @@ def local_fetcher(base_dir: Path, timeout: float) -> Fetch:
                 async with await anyio.open_file(dest, "wb") as handle:
                     async for chunk in response.aiter_bytes():
                         written += len(chunk)
+                        if limit is not None and written > limit:
+                            raise TooLarge(url, written, limit)
                         await handle.write(chunk)
                 return written
         source = (base_dir / url.removeprefix("file://")).resolve()
         if not source.is_file():
             raise JobFault(f"input {url!r}: no such file {source}")
+        size = source.stat().st_size
+        if limit is not None and size > limit:
+            raise TooLarge(url, size, limit)
         await anyio.to_thread.run_sync(shutil.copyfile, source, dest)
-        return source.stat().st_size
+        return size
 
     return fetch
 
@@ -113,7 +118,7 @@ async def run_local(
     executor = make_executor(settings, spec.use_mpi)
     fetch = local_fetcher(spec_dir, settings.server.timeout)
     try:
-        await stage(spec, workspace, fetch)
+        await stage(spec, workspace, fetch, InputBudget(settings.run.max_input_bytes))
     except JobFault as exc:
         return StepOutcome(EndReason.INPUT_FAULT, str(exc)), workspace.root
     await anyio.to_thread.run_sync(workspace.hand_over)

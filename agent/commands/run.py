@@ -20,6 +20,8 @@ from agent.commands.console import ProgressConsole
 from agent.commands.failures import explain
 from agent.config import Settings
 from agent.daemon import Agent
+from agent.givebacks import FILE_NAME as GIVE_BACKS_FILE
+from agent.givebacks import GiveBackBook
 from agent.jobrun import AgentContext, JobObserver
 from agent.journal import Journal
 from agent.outcome import ExitCode, exit_code
@@ -73,6 +75,7 @@ async def _run_agent(
             redactor,
             Journal(settings.state_dir / "journal"),
             job_user=job_user,
+            give_backs=GiveBackBook(settings.state_dir / GIVE_BACKS_FILE),
             observer=observer,
         )
         agent = Agent(context, exit_when_idle=exit_when_idle, only_job=only_job, max_jobs=max_jobs)

@@ -30,6 +30,7 @@ from agent.server.errors import (
     JobTaken,
     ServerError,
     ServerUnreachable,
+    TooLarge,
     error_for,
     retry_delay,
 )
@@ -524,24 +525,30 @@ class ServerClient:
 
     # ----------------------------------------------------------------- files
 
-    async def download(self, url: str, dest: Path) -> int:
+    async def download(self, url: str, dest: Path, limit: int | None = None) -> int:
         """Stream ``url`` into ``dest``: relative URLs go to the server with our auth,
-        absolute http(s) URLs elsewhere are fetched without it. Returns the byte count."""
+        absolute http(s) URLs elsewhere are fetched without it. Returns the byte count.
+
+        With ``limit``, raises :class:`TooLarge` as soon as more than ``limit`` bytes
+        arrive (or a ``Content-Length`` announces more): the count, not the header, rules.
+        """
         foreign = url.startswith(("http://", "https://")) and not url.startswith(self.url + "/")
         path = url.removeprefix(self.url)
         async for attempt in _attempts(self._policies.normal, retry_500=True):
             with attempt:
                 if foreign:
-                    return await self._download_once(url, dest, token=None)
+                    return await self._download_once(url, dest, None, limit)
                 token = await self._token()
                 try:
-                    return await self._download_once(path, dest, token=token)
+                    return await self._download_once(path, dest, token, limit)
                 except AuthError:
                     token = await self._token(stale=token)
-                    return await self._download_once(path, dest, token=token)
+                    return await self._download_once(path, dest, token, limit)
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
-    async def _download_once(self, url: str, dest: Path, token: str | None) -> int:
+    async def _download_once(
+        self, url: str, dest: Path, token: str | None, limit: int | None
+    ) -> int:
         # Files are served as application/data: the session's JSON Accept gets a 406.
         headers = {"Accept": "*/*"}
         if token:
@@ -552,10 +559,15 @@ class ServerClient:
                 if response.status_code >= 400:
                     await response.aread()
                     raise error_for(response, "GET", url)
+                announced = response.headers.get("content-length", "")
+                if limit is not None and announced.isdigit() and int(announced) > limit:
+                    raise TooLarge(url, int(announced), limit)
                 async with await anyio.open_file(dest, "wb") as handle:
                     async for chunk in response.aiter_bytes(CHUNK_SIZE):
-                        await handle.write(chunk)
                         written += len(chunk)
+                        if limit is not None and written > limit:
+                            raise TooLarge(url, written, limit)
+                        await handle.write(chunk)
         except httpx.TransportError as exc:
             raise ServerUnreachable("GET", url, exc) from exc
         return written

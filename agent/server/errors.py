@@ -97,6 +97,17 @@ _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
 
 
+class TooLarge(Exception):
+    """A download went past the byte limit it was given (or announced it would)."""
+
+    def __init__(self, url: str, size: int, limit: int) -> None:
+        self.url = url
+        self.size = size
+        """Bytes written before it was stopped, or the announced ``Content-Length``."""
+        self.limit = limit
+        super().__init__(f"{url}: more than {limit} bytes")
+
+
 def json_body(response: httpx.Response) -> object:
     try:
         body: object = response.json()

@@ -38,9 +38,16 @@ objects ``{downloadUrl|content, name?}`` (name default: the URL's last segment, 
 runs as ``./<name>``, both stage the file and run the command. ``progressRegex`` must
 compile and have one group or a group named ``progress``; the captured number is read
 as a fraction when ≤ 1, as a percent when > 1 or directly followed by ``%``
-(see :mod:`agent.progress`). An ``{"analyses": [one]}`` wrapper is accepted. Keys the
-agent does not use are ignored: Rescale analyses carry many (``analysis``, ``flags``…).
+(see :mod:`agent.progress`). An ``{"analyses": [one]}`` wrapper is accepted.
 Paths are relative to the job directory, never absolute, never with a ``..`` component.
+``outputs`` names and types are URL-safe and at most 200 characters (the job server's
+``JobOutput.name`` is a ``CharField(max_length=200)``).
+
+Keys: every object is strict. A key the agent neither reads nor lists as documented but
+ignored (the one table, ``IGNORED`` in :mod:`agent.spec._keys`: Rescale's ``analysis``,
+``useRescaleLicense``…, Exabyte's ``notify``, ``cluster``…, Sahara's ``interface``…) is an
+error naming the closest known key: ``analysis.hardware.walltme unknown key (did you
+mean 'walltime'?)``.
 
 Variables: every parameter value other than ``analysis`` and ``outputs``, and every input
 value, is a ``${name}`` variable (parameters win a clash): strings as they are, numbers
@@ -50,7 +57,11 @@ environment values, Sahara args and the pre/post-process commands here, and to t
 files at staging (``RunSpec.variables``); not to URLs or paths.
 
 Anything invalid raises :class:`SpecError` naming the dotted field, never another
-exception; the job then ends ERRORED with ``str(error)``.
+exception; the job then ends ERRORED with ``str(error)``. Every error of a spec is
+reported at once: the one :class:`SpecError` raised holds them all in ``errors`` (its own
+``field`` and ``message`` are the first one's) and its text joins them with ``"; "``, cut
+to 2000 characters (``… and N more``). A part whose container is wrong (``hardware`` is
+a list) is not looked into further.
 """
 
 from agent.spec._checks import check_url_safe, parse_walltime, substitute

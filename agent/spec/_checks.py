@@ -8,12 +8,23 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePosixPath
-from typing import Any, NoReturn
+from types import MappingProxyType
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from agent.spec._keys import unknown_keys
 from agent.spec._model import FileSource, SpecError
+
+T = TypeVar("T")
+
+NO_OBJECT: Mapping[str, Any] = MappingProxyType({})
+"""The stand-in for an object that is not one (its error is recorded)."""
+NO_ITEMS: Sequence[Any] = ()
+"""The stand-in for a list that is not one."""
+NO_COMMAND: str | tuple[str, ...] = "true"
+"""The stand-in for a command that is not one."""
 
 MAX_WALLTIME_HOURS = 24 * 365 * 100
 """A walltime beyond a century is a typo, not a limit."""
@@ -26,6 +37,37 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 
 def fail(field: str, message: str) -> NoReturn:
     raise SpecError(field, message)
+
+
+class Issues:
+    """The errors of one spec, collected so that all of them are reported at once.
+
+    Each part of a spec is checked with :meth:`attempt`: its error is recorded and the
+    parse goes on with a stand-in value; :meth:`raise_any` then raises one
+    :class:`SpecError` for all of them.
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[SpecError] = []
+
+    def add(self, error: SpecError) -> None:
+        self.errors.append(error)
+
+    def attempt(self, check: Callable[[], T], stand_in: T) -> T:
+        """``check()``, or ``stand_in`` once its error is recorded."""
+        try:
+            return check()
+        except SpecError as error:
+            self.add(error)
+            return stand_in
+
+    def keys(self, data: Mapping[Any, Any], field: str, kind: str) -> None:
+        """Record the keys of ``data`` that an object of ``kind`` may not hold."""
+        self.errors.extend(unknown_keys(data, field, kind))
+
+    def raise_any(self) -> None:
+        if self.errors:
+            raise SpecError.of(self.errors)
 
 
 def kind(value: object) -> str:

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+MAX_ERROR_TEXT = 2000
+"""``str(SpecError)`` is cut to at most this many characters (``… and N more``). The job
+server keeps any length (``Job.error_reason`` is a ``TextField``): the bound is for the
+people who read it, and for the server's database."""
+
+_PREFIX = "invalid analysis: "
 
 
 class SpecError(ValueError):
@@ -12,15 +20,62 @@ class SpecError(ValueError):
     ``field`` is the dotted path of the offending value (``analysis.hardware.coresPerSlot``,
     ``analysis.inputFiles[2].md5``, ``outputs[0].name``); ``str(error)`` is the text the
     job ends with: ``invalid analysis: <field> <message>``.
+
+    One error stands for all the errors of a spec: ``errors`` holds each of them (just
+    itself when there is one), ``field`` and ``message`` are the first one's, and
+    ``str(error)`` is ``invalid analysis: <field> <message>; <field> <message>…``, at most
+    :data:`MAX_ERROR_TEXT` characters. Build it with :meth:`of`.
     """
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, errors: Sequence[SpecError] = ()) -> None:
         self.field = field
         self.message = message
-        super().__init__(f"invalid analysis: {field} {message}")
+        self.errors: tuple[SpecError, ...] = tuple(errors) or (self,)
+        super().__init__(_text(self.errors))
 
-    def __reduce__(self) -> tuple[type[SpecError], tuple[str, str]]:
-        return type(self), (self.field, self.message)
+    @classmethod
+    def of(cls, errors: Sequence[SpecError]) -> SpecError:
+        """One error standing for ``errors`` (each flattened; repeats dropped)."""
+        flat: dict[tuple[str, str], SpecError] = {}
+        for error in errors:
+            for single in error.errors:
+                flat.setdefault((single.field, single.message), single)
+        if not flat:
+            raise ValueError("no spec errors to combine")
+        singles = list(flat.values())
+        if len(singles) == 1:
+            return singles[0]
+        return cls(singles[0].field, singles[0].message, errors=singles)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        pairs = tuple((error.field, error.message) for error in self.errors)
+        return _rebuild, (pairs,)
+
+
+def _rebuild(pairs: tuple[tuple[str, str], ...]) -> SpecError:
+    return SpecError.of([SpecError(field, message) for field, message in pairs])
+
+
+def _text(errors: Sequence[SpecError]) -> str:
+    """``invalid analysis: a m; b n…``, cut to :data:`MAX_ERROR_TEXT` characters."""
+    parts = [f"{error.field} {error.message}" for error in errors]
+    text = _PREFIX + "; ".join(parts)
+    if len(text) <= MAX_ERROR_TEXT:
+        return text
+    room = MAX_ERROR_TEXT - len(_PREFIX) - len(f"… and {len(parts)} more")
+    shown: list[str] = []
+    used = 0
+    for part in parts:
+        cost = len(part) + (2 if shown else 0)
+        if used + cost > room:
+            break
+        shown.append(part)
+        used += cost
+    if not shown:
+        shown.append(parts[0][: room - 1] + "…")
+    rest = len(parts) - len(shown)
+    tail = f"… and {rest} more" if rest else ""
+    return _PREFIX + "; ".join(shown) + tail
 
 
 @dataclass(frozen=True)
