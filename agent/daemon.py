@@ -14,6 +14,7 @@ stopped and given back.
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from agent.server import (
 from agent.server.errors import field_errors
 from agent.slots import Allocation, Allocator, Need, why_never_fits
 from agent.spec import RunSpec, SpecError, resolve_job_spec
+from agent.staging import why_inputs_cannot_fit
 from agent.statedir import private_dir
 from executors import NodeError, find_mpiexec
 
@@ -287,9 +289,7 @@ class Agent:
                 self._skip(job.pk, f"MPI job, and {self._mpi_problem}")
                 continue
             need = need_of(spec)
-            never = why_never_fits(
-                need, self.allocator.capacity, self.allocator.memory_mb, self.settings.node.queues
-            )
+            never = self._why_never(spec, need)
             if never is not None:
                 self._skip(job.pk, never)
                 continue
@@ -313,6 +313,18 @@ class Agent:
             group.start_soon(self._run_job, acquired, slot, spec, allocation)
         return taken
 
+    def _why_never(self, spec: RunSpec | SpecError, need: Need) -> str | None:
+        """Why this agent leaves the job to others: too big for it (cores, memory,
+        declared inputs), or a queue it does not serve."""
+        never = why_never_fits(
+            need, self.allocator.capacity, self.allocator.memory_mb, self.settings.node.queues
+        )
+        if never is None and isinstance(spec, RunSpec):
+            never = why_inputs_cannot_fit(
+                spec, self.settings.run.max_input_bytes, free_bytes(self.settings.work_dir)
+            )
+        return never
+
     def _cooling(self, job: int) -> bool:
         """Given back for node trouble lately (``run-once --job`` asks for it anyway)."""
         return job != self.only_job and self.context.give_backs.cooling(job)
@@ -334,6 +346,14 @@ class Agent:
             slot.job = None
             self._wake.set()
         self.reports.append(report)
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes of the file system holding ``path`` (0 when it cannot be asked)."""
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 0
 
 
 def why_not_pending(job: Job) -> str | None:

@@ -79,6 +79,24 @@ class InputBudget:
             raise InputsTooLarge(self.used, self.limit)
 
 
+def why_inputs_cannot_fit(spec: RunSpec, max_input_bytes: int, free_bytes: int) -> str | None:
+    """Why this agent leaves a job to others before taking it: the sizes its inputs
+    declare (Rescale's ``decryptedSize``) add up to more than ``run.max_input_bytes`` or
+    than the work directory has free. Undeclared sizes count as 0 (they are capped while
+    staging); None when the job may be taken."""
+    declared = sum(item.declared_size or 0 for item in spec.input_files)
+    if declared > max_input_bytes:
+        return (
+            f"its inputs declare {declared} bytes, "
+            f"more than run.max_input_bytes ({max_input_bytes})"
+        )
+    if declared > free_bytes:
+        return (
+            f"its inputs declare {declared} bytes, more than the {free_bytes} free in run.work_dir"
+        )
+    return None
+
+
 async def stage(
     spec: RunSpec, workspace: Workspace, fetch: Fetch, budget: InputBudget | None = None
 ) -> None:

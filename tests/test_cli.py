@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 from agent.outcome import ExitCode
+from executors.cgroup import detect_cgroup
 from tests.agent_harness import Harness, harness
 from tests.cli_process import agent_process as agent_command
 from tests.servers import ServerUnderTest
@@ -89,6 +90,9 @@ def test_check_with_no_server(tmp_path: Path) -> None:
     assert result.returncode == ExitCode.SERVER_UNAVAILABLE
     assert "unreachable" in result.stderr
     assert "[warn] password: shorter than 8 characters" in result.stdout  # "node"
+    guard = detect_cgroup()
+    expected = "a cgroup per job" if guard.base is not None else "RSS sampled every 0.5 s"
+    assert "[  ok] memory guard: " in result.stdout and expected in result.stdout
 
 
 @pytest.mark.anyio

@@ -31,7 +31,15 @@ from agent.givebacks import (
 from agent.outcome import EndReason
 from agent.server import ServerClient
 from agent.server.errors import TooLarge
-from agent.staging import DiskFullByJob, InputBudget, InputsTooLarge, disk_error, unpack
+from agent.spec import RunSpec, SpecError, load_spec_document
+from agent.staging import (
+    DiskFullByJob,
+    InputBudget,
+    InputsTooLarge,
+    disk_error,
+    unpack,
+    why_inputs_cannot_fit,
+)
 from executors.base import NodeError
 from executors.logsink import LogSink
 from tests.agent_harness import Harness, agent_settings, harness
@@ -381,3 +389,42 @@ async def test_old_leftovers_are_removed_at_start(h: Harness, keep: bool) -> Non
     left = sorted(path.name for path in settings.work_dir.iterdir())
     assert left == ([old, young] if keep else [young])
     assert sorted(p.name for p in (settings.state_dir / "private").iterdir()) == left
+
+
+def test_declared_input_sizes_decide_before_taking() -> None:
+    def spec(*sizes: int | None) -> RunSpec:
+        files = [
+            {"downloadUrl": f"http://h/{i}", "relativePath": f"f{i}"}
+            | ({} if size is None else {"decryptedSize": size})
+            for i, size in enumerate(sizes)
+        ]
+        return load_spec_document({"analysis": {"command": "true", "inputFiles": files}})
+
+    assert why_inputs_cannot_fit(spec(10, None), 100, 1000) is None
+    assert why_inputs_cannot_fit(spec(60, 50), 100, 1000) == (
+        "its inputs declare 110 bytes, more than run.max_input_bytes (100)"
+    )
+    assert why_inputs_cannot_fit(spec(60, 50), 1000, 100) == (
+        "its inputs declare 110 bytes, more than the 100 free in run.work_dir"
+    )
+    with pytest.raises(SpecError, match=r"inputFiles\[0\].decryptedSize must be a number"):
+        spec(-1)
+
+
+@pytest.mark.anyio
+async def test_a_job_declaring_inputs_past_the_cap_is_left_for_others(h: Harness) -> None:
+    job = await h.submit(
+        {
+            "command": "true",
+            "hardware": {"coresPerSlot": 1},
+            "inputFiles": [
+                {"downloadUrl": "http://127.0.0.1:9/x", "relativePath": "x", "decryptedSize": 2**40}
+            ],
+        }
+    )
+    async with h.agent(h.settings(), exit_when_idle=True) as agent:
+        assert await agent.run() == []
+        why = agent.why_not_taken(job)
+    assert why is not None and why.startswith("its inputs declare 1099511627776 bytes")
+    assert (await h.job(job)).phase == "CREATED"
+    assert await h.calls(job) == []

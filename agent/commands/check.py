@@ -29,6 +29,7 @@ from agent.redact import MIN_LITERAL_LENGTH
 from agent.server import AuthError, ServerError, ServerUnreachable
 from executors import mpi as mpi_executor
 from executors.base import NodeError
+from executors.cgroup import detect_cgroup
 from executors.identity import search_blocked
 
 
@@ -82,6 +83,16 @@ def check_job_user(settings: Settings) -> list[Finding]:
             )
         )
     return findings
+
+
+def check_memory_guard() -> Finding:
+    """How jobs' memory limits will be enforced (detection only: nothing is moved)."""
+    found = detect_cgroup()
+    if found.base is not None:
+        return Finding(Level.OK, "memory guard", f"{found.reason}: a cgroup per job")
+    return Finding(
+        Level.OK, "memory guard", f"RSS sampled every 0.5 s (no usable cgroup v2: {found.reason})"
+    )
 
 
 def check_resources(settings: Settings) -> list[Finding]:
@@ -208,6 +219,7 @@ def run_check(config: str | None) -> int:
         findings.append(weak)
     findings.extend(anyio.run(check_server, settings))
     findings.extend(check_resources(settings))
+    findings.append(check_memory_guard())
     findings.append(Finding(Level.OK, "subprocess", "available"))
     findings.append(check_mpi(settings))
     for finding in findings:

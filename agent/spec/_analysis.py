@@ -20,6 +20,7 @@ from agent.spec._checks import (
     NO_ITEMS,
     NO_OBJECT,
     Issues,
+    byte_count,
     count,
     decode_json,
     digest,
@@ -361,9 +362,12 @@ def _input_file(item: Any, at: str, issues: Issues) -> InputFile | None:
     md5 = issues.attempt(lambda: digest(data.get("md5"), f"{at}.md5", 32), None)
     sha256 = issues.attempt(lambda: digest(data.get("sha256"), f"{at}.sha256", 64), None)
     decompress = issues.attempt(lambda: flag(data.get("decompress"), f"{at}.decompress"), False)
+    size = issues.attempt(
+        lambda: byte_count(data.get("decryptedSize"), f"{at}.decryptedSize"), None
+    )
     if url is None or relative is None:
         return None
-    return InputFile(url, relative, md5, sha256, decompress)
+    return InputFile(url, relative, md5, sha256, decompress, size)
 
 
 def _template_tasks(value: Any, field: str, issues: Issues) -> tuple[TemplateTask, ...]:

@@ -207,6 +207,15 @@ def optional_count(value: Any, field: str) -> int | None:
     return value
 
 
+def byte_count(value: Any, field: str) -> int | None:
+    """A number of bytes (an integer ≥ 0), or None when not given."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        fail(field, f"must be a number of bytes (an integer ≥ 0), got {kind(value)}")
+    return value
+
+
 def count(value: Any, field: str) -> int:
     """An integer ≥ 1 that defaults to 1."""
     result = optional_count(value, field)

@@ -51,7 +51,7 @@ KNOWN: Mapping[str, tuple[str, ...]] = {
     "coreType": ("code",),
     "compute": ("nodes", "ppn", "queue", "timeLimit"),
     "job_configs": ("args", "params", "configs"),
-    "inputFile": ("downloadUrl", "relativePath", "md5", "sha256", "decompress"),
+    "inputFile": ("downloadUrl", "relativePath", "md5", "sha256", "decompress", "decryptedSize"),
     "templateTask": ("templateFile", "processedFilename"),
     "file": ("downloadUrl", "content", "name"),
     "output": ("name", "type", "path"),
@@ -102,7 +102,9 @@ IGNORED: Mapping[str, tuple[str, ...]] = {
         "excludeFilesPattern",
     ),
     "job_configs": (),
-    "inputFile": tuple(key for key in _RESCALE_FILE if key not in ("relativePath", "md5")),
+    "inputFile": tuple(
+        key for key in _RESCALE_FILE if key not in ("relativePath", "md5", "decryptedSize")
+    ),
     "templateTask": (),
     "file": tuple(key for key in dict.fromkeys((*_RESCALE_FILE, *_SAHARA_BINARY)) if key != "name"),
     "output": (),

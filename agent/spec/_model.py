@@ -96,6 +96,8 @@ class InputFile:
     sha256: str | None
     """Lower-case hex."""
     decompress: bool
+    declared_size: int | None = None
+    """Bytes the job says the file has (Rescale's ``decryptedSize``), if it says."""
 
 
 @dataclass(frozen=True)
