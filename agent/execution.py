@@ -204,6 +204,8 @@ class Execution:
             "peak_rss_bytes": result.peak_rss_bytes if result else None,
             "cpu_seconds": round(result.cpu_seconds, 3) if result else None,
             "log_truncated": result.log_truncated if result else None,
+            "memory_limit_bytes": result.memory_limit_bytes if result else None,
+            "memory_guard": result.memory_guard if result else None,
         }
 
 

@@ -55,6 +55,8 @@ async def test_a_job_over_its_memory_ends_errored(
     print(f"memory guard: {guard}")
 
     assert [r.outcome.reason for r in reports] == [EndReason.MEMORY]
+    assert reports[0].summary["memory_guard"] == guard
+    assert reports[0].summary["memory_limit_bytes"] == 200 * 1024 * 1024
     final = await h.job(job)
     assert final.phase == "ERRORED"
     assert final.error_reason is not None
