@@ -9,7 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import ConfigError, Settings, load_config
+from agent.givebacks import FILE_NAME as GIVE_BACKS_FILE
+from agent.givebacks import GiveBackBook
+from agent.jobrun import AgentContext, JobObserver
 from agent.jobuser import JobUserError, resolve_job_user
+from agent.journal import Journal
 from agent.logs import configure_logging
 from agent.redact import Redactor
 from agent.selfguard import forget_secret_env
@@ -55,6 +59,26 @@ def setup(settings: Settings) -> Redactor:
     redactor = make_redactor(settings)
     configure_logging(settings.log.format, settings.log.level, redactor)
     return redactor
+
+
+def agent_context(
+    settings: Settings,
+    client: ServerClient,
+    redactor: Redactor,
+    job_user: JobUser,
+    observer: JobObserver | None = None,
+) -> AgentContext:
+    """What every job of this agent shares; the journal and the give-back book live in
+    ``state_dir``."""
+    return AgentContext(
+        settings,
+        client,
+        redactor,
+        Journal(settings.state_dir / "journal"),
+        job_user=job_user,
+        give_backs=GiveBackBook(settings.state_dir / GIVE_BACKS_FILE),
+        observer=observer,
+    )
 
 
 def make_client(settings: Settings, redactor: Redactor) -> ServerClient:

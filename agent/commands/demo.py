@@ -19,15 +19,12 @@ from typing import Any
 import anyio
 
 import agent
-from agent.commands.common import settings_or_exit, setup
+from agent.commands.common import agent_context, settings_or_exit, setup
 from agent.config import Settings
 from agent.daemon import Agent
 from agent.devserver import DevServer
-from agent.givebacks import FILE_NAME as GIVE_BACKS_FILE
-from agent.givebacks import GiveBackBook
-from agent.jobrun import AgentContext, JobReport
+from agent.jobrun import JobReport
 from agent.jobuser import JobUserError, resolve_job_user
-from agent.journal import Journal
 from agent.outcome import EndReason
 from agent.server import ServerClient
 from agent.statedir import PASS_THROUGH, StateDirError, prepare
@@ -148,14 +145,7 @@ async def _demo(
         async with ServerClient(
             server.url, settings.server.username, settings.password, redactor=redactor
         ) as client:
-            context = AgentContext(
-                settings,
-                client,
-                redactor,
-                Journal(settings.state_dir / "journal"),
-                job_user=job_user,
-                give_backs=GiveBackBook(settings.state_dir / GIVE_BACKS_FILE),
-            )
+            context = agent_context(settings, client, redactor, job_user)
             node_agent = Agent(context, exit_when_idle=True)
             async with anyio.create_task_group() as group:
                 for sample, pk in submitted:

@@ -15,15 +15,18 @@ from pathlib import Path
 import anyio
 import structlog
 
-from agent.commands.common import job_user_or_exit, make_client, settings_or_exit, setup
+from agent.commands.common import (
+    agent_context,
+    job_user_or_exit,
+    make_client,
+    settings_or_exit,
+    setup,
+)
 from agent.commands.console import ProgressConsole
 from agent.commands.failures import explain
 from agent.config import Settings
 from agent.daemon import Agent
-from agent.givebacks import FILE_NAME as GIVE_BACKS_FILE
-from agent.givebacks import GiveBackBook
-from agent.jobrun import AgentContext, JobObserver
-from agent.journal import Journal
+from agent.jobrun import JobObserver
 from agent.outcome import ExitCode, exit_code
 from executors.identity import JobUser
 
@@ -69,15 +72,7 @@ async def _run_agent(
 ) -> Agent:
     redactor = setup(settings)
     async with make_client(settings, redactor) as client:
-        context = AgentContext(
-            settings,
-            client,
-            redactor,
-            Journal(settings.state_dir / "journal"),
-            job_user=job_user,
-            give_backs=GiveBackBook(settings.state_dir / GIVE_BACKS_FILE),
-            observer=observer,
-        )
+        context = agent_context(settings, client, redactor, job_user, observer)
         agent = Agent(context, exit_when_idle=exit_when_idle, only_job=only_job, max_jobs=max_jobs)
         async with anyio.create_task_group() as group:
             group.start_soon(watch_signals, agent, settings.shutdown.drain_timeout)
