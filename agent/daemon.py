@@ -44,8 +44,9 @@ from agent.server.errors import field_errors
 from agent.slots import Allocation, Allocator, Need, why_never_fits
 from agent.spec import RunSpec, SpecError, resolve_job_spec
 from agent.staging import why_inputs_cannot_fit
-from agent.statedir import private_dir
+from agent.statedir import private_dir, work_dir_problem
 from executors import NodeError, find_mpiexec
+from executors.identity import current_user
 
 logger = structlog.get_logger("agent")
 
@@ -111,6 +112,8 @@ class Agent:
         self._wake = anyio.Event()
         self._skipped: dict[int, str] = {}
         self._mpi_problem: str | None = None
+        self._run_problem: str | None = None
+        """Why no job can run here at all (the job user cannot reach run.work_dir)."""
         self._taken = 0
         self._not_pending: str | None = None
         self.idle_polls = 0
@@ -162,6 +165,12 @@ class Agent:
         except NodeError as exc:
             self._mpi_problem = str(exc)
             logger.warning("MPI jobs will be left to other agents", why=self._mpi_problem)
+        user = self.context.job_user or current_user()
+        self._run_problem = work_dir_problem(self.settings.work_dir, user)
+        if self._run_problem is not None:
+            logger.error(
+                "this agent cannot run jobs: all are left to others", why=self._run_problem
+            )
 
     def _remove_job_dirs(self, name: str, why: str) -> None:
         """Remove an ended job's directories (unless ``run.keep_job_dirs``)."""
@@ -272,7 +281,7 @@ class Agent:
             free = [slot for slot in self.slots if slot.job is None]
             if not free or self._done_taking_work():
                 break
-            if job.pk in self._skipped or self._cooling(job.pk):
+            if self._passed_over(job.pk):
                 continue
             try:
                 template = await client.get_template(job.template.pk, job.template.version)
@@ -324,6 +333,16 @@ class Agent:
                 spec, self.settings.run.max_input_bytes, free_bytes(self.settings.work_dir)
             )
         return never
+
+    def _passed_over(self, job: int) -> bool:
+        """Already left to others, cooling down after a give-back, or nothing can run
+        here at all (then it is left to others now, with the reason)."""
+        if job in self._skipped or self._cooling(job):
+            return True
+        if self._run_problem is not None:
+            self._skip(job, f"this agent cannot run jobs: {self._run_problem}")
+            return True
+        return False
 
     def _cooling(self, job: int) -> bool:
         """Given back for node trouble lately (``run-once --job`` asks for it anyway)."""

@@ -133,6 +133,33 @@ async def test_run_once_with_nothing_to_do(h: Harness, tmp_path: Path) -> None:
     assert "nothing to do" in result.stderr
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: only a root agent switches users")
+@pytest.mark.anyio
+async def test_a_work_dir_the_job_user_cannot_enter(h: Harness, tmp_path: Path) -> None:
+    """State in a private directory (``mktemp -d`` is 0700): the job user cannot reach
+    its job directories. Nothing queued: nothing to do (3). A job queued: left alone with
+    the reason (3), never taken."""
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    config = server_config(h, tmp_path)
+    env = {"AGENT_STATE_DIR": str(closed / "state")}
+    idle = await anyio.to_thread.run_sync(
+        lambda: agent_command("run-once", "--config", str(config), env=env)
+    )
+    assert idle.returncode == ExitCode.NOTHING_TO_DO, idle.stderr
+    job = await h.submit({"command": "true", "hardware": {"coresPerSlot": 1}})
+    asked = await anyio.to_thread.run_sync(
+        lambda: agent_command("run-once", "--job", str(job), "--config", str(config), env=env)
+    )
+    assert asked.returncode == ExitCode.NOTHING_TO_DO, asked.stderr
+    assert (
+        f"agent: job {job} not run: this agent cannot run jobs: run.work_dir: the job user "
+        f"'agent-job' cannot enter {closed} (mode 700)"
+    ) in asked.stderr
+    assert (await h.job(job)).phase == "CREATED"
+    assert await h.calls(job) == []
+
+
 @pytest.mark.anyio
 async def test_run_once_cancelled(h: Harness, tmp_path: Path) -> None:
     job = await h.submit({"command": "sleep 60", "hardware": {"coresPerSlot": 1}})

@@ -20,7 +20,7 @@ from agent.jobuser import (
 )
 from agent.outcome import ExitCode
 from agent.selfguard import forget_secret_env
-from agent.statedir import StateDirError, prepare, state_dir_mode
+from agent.statedir import prepare, state_dir_mode, work_dir_problem
 from executors.identity import (
     JobUser,
     NoSuchAccount,
@@ -144,11 +144,17 @@ def test_prepare_locks_the_agent_side_and_opens_the_way_to_jobs(tmp_path: Path) 
 
 
 @as_root
-def test_a_work_dir_the_job_user_cannot_enter_is_refused(tmp_path: Path) -> None:
+def test_a_work_dir_the_job_user_cannot_enter_is_named(tmp_path: Path) -> None:
     closed = tmp_path / "closed"
     closed.mkdir(mode=0o700)
-    with pytest.raises(StateDirError, match=r"run.work_dir: the job user 'agent-job' cannot"):
-        prepare(tmp_path / "state", closed / "jobs", lookup_user(DEFAULT_JOB_USER))
+    user = lookup_user(DEFAULT_JOB_USER)
+    prepare(tmp_path / "state", closed / "jobs", user)  # made; reaching it is another matter
+    assert work_dir_problem(closed / "jobs", user) == (
+        f"run.work_dir: the job user 'agent-job' cannot enter {closed} (mode 700); "
+        "allow it to pass (chmod o+x) or choose another work_dir"
+    )
+    prepare(tmp_path / "open", tmp_path / "open" / "jobs", user)
+    assert work_dir_problem(tmp_path / "open" / "jobs", user) is None
 
 
 # ------------------------------------------------------------------ the CLI

@@ -27,10 +27,10 @@ from agent.jobuser import JobUserError, exposure_warning, resolve_job_user
 from agent.outcome import ExitCode
 from agent.redact import MIN_LITERAL_LENGTH
 from agent.server import AuthError, ServerError, ServerUnreachable
+from agent.statedir import work_dir_problem
 from executors import mpi as mpi_executor
 from executors.base import NodeError
 from executors.cgroup import detect_cgroup
-from executors.identity import search_blocked
 
 
 class Level(enum.Enum):
@@ -72,16 +72,9 @@ def check_job_user(settings: Settings) -> list[Finding]:
     exposure = exposure_warning(user)
     if exposure is not None:
         findings.append(Finding(Level.WARN, "job user", exposure))
-    blocked = search_blocked(settings.work_dir, user)
-    if blocked is not None:
-        findings.append(
-            Finding(
-                Level.FAIL,
-                "work_dir",
-                f"the job user {user.name!r} cannot enter {blocked}: allow it to pass "
-                "(chmod o+x) or choose another run.work_dir",
-            )
-        )
+    problem = work_dir_problem(settings.work_dir, user)
+    if problem is not None:
+        findings.append(Finding(Level.FAIL, "work_dir", problem.removeprefix("run.work_dir: ")))
     return findings
 
 

@@ -27,7 +27,7 @@ from agent.jobrun import JobReport
 from agent.jobuser import JobUserError, resolve_job_user
 from agent.outcome import EndReason
 from agent.server import ServerClient
-from agent.statedir import PASS_THROUGH, StateDirError, prepare
+from agent.statedir import PASS_THROUGH, StateDirError, prepare, work_dir_problem
 from executors import NodeError, find_mpiexec
 from executors.identity import JobUser, current_user, search_blocked
 
@@ -91,7 +91,7 @@ def demo_job_user(settings: Settings) -> JobUser:
         if not user.is_current():
             settings.state_dir.parent.chmod(PASS_THROUGH)
         prepare(settings.state_dir, settings.work_dir, user)
-        _check_mpiexec_reachable(settings, user)
+        _check_reachable(settings, user)
     except (JobUserError, StateDirError) as exc:
         print(f"demo: {exc}; the samples run as this user instead", file=sys.stderr)
         user = current_user()
@@ -99,7 +99,10 @@ def demo_job_user(settings: Settings) -> JobUser:
     return user
 
 
-def _check_mpiexec_reachable(settings: Settings, user: JobUser) -> None:
+def _check_reachable(settings: Settings, user: JobUser) -> None:
+    problem = work_dir_problem(settings.work_dir, user)
+    if problem is not None:
+        raise StateDirError(problem)
     mpiexec = _mpiexec_path(settings)
     blocked = search_blocked(mpiexec.parent, user) if mpiexec else None
     if blocked is not None:
