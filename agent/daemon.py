@@ -328,7 +328,11 @@ class Agent:
         never = why_never_fits(
             need, self.allocator.capacity, self.allocator.memory_mb, self.settings.node.queues
         )
-        if never is None and isinstance(spec, RunSpec):
+        if (
+            never is None
+            and isinstance(spec, RunSpec)
+            and any(item.declared_size for item in spec.input_files)  # statvfs only then
+        ):
             never = why_inputs_cannot_fit(
                 spec, self.settings.run.max_input_bytes, free_bytes(self.settings.work_dir)
             )

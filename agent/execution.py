@@ -21,7 +21,7 @@ from agent.config import Settings, job_memory_limit_bytes
 from agent.outcome import EndReason, describe_exit
 from agent.outputs import CollectedOutput, collect_outputs
 from agent.progress import ProgressTracker, read_progress_file
-from agent.redact import Redactor, job_secrets
+from agent.redact import Redactor
 from agent.spec import RunSpec, Script
 from agent.workspace import Workspace
 from executors.base import EndKind, Executor, PreparedRun, RunHandle, RunResult
@@ -61,6 +61,7 @@ class Execution:
     workspace: Workspace
     settings: Settings
     redactor: Redactor
+    """The job's own (:meth:`Redactor.for_job`): it masks the job's secrets too."""
     cores: tuple[int, ...]
     marker: str
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -70,11 +71,6 @@ class Execution:
     _handle: RunHandle | None = None
 
     def __post_init__(self) -> None:
-        # The job's own redactor: the agent's secrets and patterns plus the values of the
-        # job's secret variables (agent.redact.job_secrets).
-        self.redactor = self.redactor.with_secrets(
-            job_secrets(self.spec.env, self.settings.run.redact)
-        )
         self.tracker = ProgressTracker(
             self.settings.run.progress_interval, self.spec.progress_regex
         )

@@ -26,7 +26,7 @@ from agent.journal import Journal, JournalEntry
 from agent.logs import bind_job_redactor
 from agent.outcome import CallKind, EndReason, Outcome, ServerCall, decide, uploads_results
 from agent.outputs import CollectedOutput, OutputBlocked, OutputEmpty, upload_output
-from agent.redact import Redactor, job_secrets
+from agent.redact import Redactor
 from agent.server import Conflict, Forbidden, Job, ServerClient, ServerError, ServerUnreachable
 from agent.spec import OutputSpec, RunSpec, SpecError
 from agent.staging import InputBudget, JobFault, stage
@@ -187,7 +187,7 @@ class JobRun:
         self.report = JobReport(job.pk, Outcome(EndReason.NODE_ERROR, False))
         self.log = logger.bind(job=job.pk, node=node)
         env = spec.env if isinstance(spec, RunSpec) else {}
-        self.redactor = context.redactor.with_secrets(job_secrets(env, context.settings.run.redact))
+        self.redactor = context.redactor.for_job(env)
         """Masks the job's secrets too: in its error text and the agent's log lines about it."""
 
     @property
@@ -262,7 +262,7 @@ class JobRun:
             spec,
             workspace,
             self.settings,
-            self.context.redactor,
+            self.redactor,
             self.cores,
             self.marker,
             extra_env={"AGENT_JOB_PK": str(self.job.pk)},

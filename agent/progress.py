@@ -14,13 +14,13 @@ does the posting, so the coalescing rule is plain code with ``now`` as an argume
 from __future__ import annotations
 
 import math
-import os
 import re
-import stat
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from executors.safefiles import read_regular
 
 AGENT_LINE = re.compile(
     r"^\s*##agent\s+progress\s+(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(?P<pct>%)?\s*$"
@@ -31,6 +31,8 @@ KEEPALIVE_SECONDS = 30.0
 LOG_TAIL_LINES = 20
 LOG_TAIL_CHARS = 4000
 MESSAGE_CHARS = 500
+PROGRESS_FILE_BYTES = 64
+"""How much of ``$AGENT_PROGRESS_FILE`` is read: a number fits."""
 
 
 def read_fraction(text: str, percent: bool = False) -> float | None:
@@ -78,18 +80,10 @@ def read_progress_file(path: Path) -> float | None:
     another user's file) and only its first bytes; anything else counts as no number.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+        text = read_regular(path, PROGRESS_FILE_BYTES).decode("utf-8", errors="replace")
+    except OSError:  # missing, unreadable, or no regular file (UnsafeFile)
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        text = os.read(fd, 64).decode("utf-8", errors="replace").strip()
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return read_fraction(text) if text else None
+    return read_fraction(text.strip()) if text.strip() else None
 
 
 @dataclass(frozen=True)

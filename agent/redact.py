@@ -61,6 +61,11 @@ class Redactor:
             child.add_secret(value)
         return child
 
+    def for_job(self, env: Mapping[str, str]) -> Redactor:
+        """:meth:`with_secrets` for a job whose variables are ``env``: the values of its
+        secret variables (:func:`job_secrets`, judged by this redactor's patterns)."""
+        return self.with_secrets(job_secrets(env, (self._parent or self)._patterns))
+
     def _literal_re(self) -> tuple[re.Pattern[str] | None, int]:
         """The regex of every literal in force and the longest one's UTF-8 length."""
         base = self._parent._literals if self._parent is not None else None
@@ -114,7 +119,7 @@ def is_secret_variable(name: str, value: str, patterns: Sequence[re.Pattern[str]
     return is_credential(name) or any(p.search(f"{name}={value}") for p in patterns)
 
 
-def job_secrets(env: Mapping[str, str], patterns: Sequence[str]) -> list[str]:
+def job_secrets(env: Mapping[str, str], patterns: Sequence[str | re.Pattern[str]]) -> list[str]:
     """The values of a job's secret variables (:func:`is_secret_variable`), to mask as
     literals. A value of several lines also gives each line: output is masked line by
     line. Values shorter than :data:`MIN_LITERAL_LENGTH` are left to the patterns."""

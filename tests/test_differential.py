@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.devserver.helpers import WORK_FILTER
 from tests.servers import Credentials, ServerUnderTest, devserver_server
 
 # ----------------------------------------------------------------------------- steps
@@ -140,20 +141,6 @@ REQUIRED_TEMPLATE: dict[str, Any] = {
 START = {"send_notification": ""}
 FINISH_OK = {"success": True, "send_notification": ""}
 FINISH_ERROR = {"success": False, "send_notification": "", "error": "boom"}
-WORK_FILTER: dict[str, Any] = {
-    "expressions": [
-        {
-            "type": "and",
-            "sub_expressions": [
-                {"type": "isnull", "field": "start_time"},
-                {"type": "isnull", "field": "error_reason"},
-                {"type": "isnull", "field": "node"},
-                {"type": "isnull", "field": "template.workabletemplate", "invert": True},
-            ],
-        }
-    ],
-    "order_by": [{"field": "creation_time", "ascending": True}],
-}
 
 
 def template(name: str = "template") -> Step:

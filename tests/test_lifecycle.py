@@ -26,7 +26,7 @@ from agent.logs import configure_logging
 from agent.outcome import EndReason
 from agent.outputs import upload_output
 from agent.redact import Redactor
-from agent.server import BadRequest
+from agent.server import BadRequest, ServerClient
 from tests.agent_harness import Harness, agent_settings, harness, job_writable
 from tests.server_params import reference_only
 from tests.servers import ServerUnderTest
@@ -408,18 +408,24 @@ async def test_rerun_meets_soft_deleted_outputs(h: Harness) -> None:
     assert (await h.output_info(job, "result", "txt")).deleted  # the earlier copy stays deleted
 
 
+async def started_by_a_node_of_ours(h: Harness, client: ServerClient, job: int) -> tuple[int, Path]:
+    """``job`` acquired and started by a node the test made, and a file to upload."""
+    node = await client.create_node("127.0.0.51", 0, cpu_mem=1)
+    await client.acquire(job, node.pk)
+    await client.start(job, node.pk)
+    path = h.state_dir.parent / "out.txt"
+    path.write_text("x")
+    return node.pk, path
+
+
 async def test_a_lost_upload_answer_counts_as_uploaded(h: Harness) -> None:
     job = await h.submit(one_core("true"))
     async with h.agent() as agent:
         client = agent.context.client
-        node = await client.create_node("127.0.0.51", 0, cpu_mem=1)
-        await client.acquire(job, node.pk)
-        await client.start(job, node.pk)
-        path = h.state_dir.parent / "out.txt"
-        path.write_text("x")
-        await client.add_output(job, node.pk, "out", "txt", path)
+        node, path = await started_by_a_node_of_ours(h, client, job)
+        await client.add_output(job, node, "out", "txt", path)
         # The same upload again, as a retry after a lost answer would send it:
-        await upload_output(client, job, node.pk, "out", "txt", path)
+        await upload_output(client, job, node, "out", "txt", path)
     assert [(o.name, o.type) for o in (await h.job(job)).outputs] == [("out", "txt")]
     assert await h.output(job, "out", "txt") == b"x"
     calls = await h.requests(job)
@@ -552,16 +558,12 @@ async def test_a_400_about_something_else_is_raised(h: Harness) -> None:
     job = await h.submit(one_core("true"))
     async with h.agent() as agent:
         client = agent.context.client
-        node = await client.create_node("127.0.0.51", 0, cpu_mem=1)
-        await client.acquire(job, node.pk)
-        await client.start(job, node.pk)
-        path = h.state_dir.parent / "out.txt"
-        path.write_text("x")
+        node, path = await started_by_a_node_of_ours(h, client, job)
         h.devserver.fail_next(
             rf"^/v1/jobs/{job}/outputs/other/txt$", 400, body=b'{"detail": "something else"}'
         )
         with pytest.raises(BadRequest):
-            await upload_output(client, job, node.pk, "other", "txt", path)
+            await upload_output(client, job, node, "other", "txt", path)
 
 
 @reference_only

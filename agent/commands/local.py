@@ -110,7 +110,7 @@ async def run_local(
         spec,
         workspace,
         settings,
-        redactor,
+        redactor.for_job(spec.env),
         tuple(cores[: spec.cores]),
         marker,
         extra_env={"AGENT_JOB_PK": "0"},

@@ -11,7 +11,23 @@ import sqlite3
 
 from agent.devserver.seeds import HARDWARE
 
-SCHEMA = """
+_NODE_COLUMNS = """(
+    pk INTEGER PRIMARY KEY AUTOINCREMENT,
+    ip TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    cpu_mem INTEGER NOT NULL,
+    gpu_mem INTEGER,
+    driver_version TEXT,
+    hardware_generation INTEGER REFERENCES hardware (pk),
+    current_job INTEGER,
+    last_seen TEXT,
+    UNIQUE (ip, idx)
+);
+"""
+"""The nodes table's columns: the schema and the upgrade of older files both use them."""
+
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -27,19 +43,9 @@ CREATE TABLE IF NOT EXISTS hardware (
     min_compute_capability REAL NOT NULL,
     max_compute_capability REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS nodes (
-    pk INTEGER PRIMARY KEY AUTOINCREMENT,
-    ip TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    cpu_mem INTEGER NOT NULL,
-    gpu_mem INTEGER,
-    driver_version TEXT,
-    hardware_generation INTEGER REFERENCES hardware (pk),
-    current_job INTEGER,
-    last_seen TEXT,
-    UNIQUE (ip, idx)
-);
-CREATE TABLE IF NOT EXISTS templates (
+CREATE TABLE IF NOT EXISTS nodes """
+    + _NODE_COLUMNS
+    + """CREATE TABLE IF NOT EXISTS templates (
     pk INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL,
     version INTEGER NOT NULL,
@@ -87,27 +93,20 @@ CREATE TABLE IF NOT EXISTS outputs (
 );
 CREATE INDEX IF NOT EXISTS outputs_by_job ON outputs (job, name, type);
 """
+)
 
-_NODES_V1_TO_V2 = """
+_NODES_V1_TO_V2 = (
+    """
 ALTER TABLE nodes RENAME TO nodes_v1;
-CREATE TABLE nodes (
-    pk INTEGER PRIMARY KEY AUTOINCREMENT,
-    ip TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    cpu_mem INTEGER NOT NULL,
-    gpu_mem INTEGER,
-    driver_version TEXT,
-    hardware_generation INTEGER REFERENCES hardware (pk),
-    current_job INTEGER,
-    last_seen TEXT,
-    UNIQUE (ip, idx)
-);
-INSERT INTO nodes (pk, ip, idx, cpu_mem, gpu_mem, driver_version, hardware_generation,
+CREATE TABLE nodes """
+    + _NODE_COLUMNS
+    + """INSERT INTO nodes (pk, ip, idx, cpu_mem, gpu_mem, driver_version, hardware_generation,
                    current_job, last_seen)
 SELECT n.pk, n.ip, n.idx, n.cpu_mem, n.gpu_mem, n.driver_version, h.pk, n.current_job, n.last_seen
 FROM nodes_v1 n LEFT JOIN hardware h ON CAST(h.pk AS TEXT) = n.hardware_generation;
 DROP TABLE nodes_v1;
 """
+)
 
 
 def create(conn: sqlite3.Connection) -> None:
