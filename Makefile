@@ -14,13 +14,11 @@ demo: install-demo
 
 test: install-test job-user lint typecheck pytest
 
-# As root, tests run jobs as the job account, as a root agent does: create it if missing.
+# As root, tests run jobs as the job account, as a root agent does: create it if missing
+# (the same script as .ci/run, the Dockerfile and the README's install steps).
 JOB_USER ?= agent-job
 job-user:
-	@if [ "$$(id -u)" = 0 ] && ! id -u $(JOB_USER) >/dev/null 2>&1; then \
-	  useradd --system --user-group --no-create-home --home-dir /nonexistent \
-	    --shell /usr/sbin/nologin $(JOB_USER) && echo "created the job account $(JOB_USER)"; \
-	fi
+	@if [ "$$(id -u)" = 0 ]; then scripts/create-job-user $(JOB_USER); fi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

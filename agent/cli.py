@@ -64,7 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "demo", parents=[common], help="devserver + sample jobs + agent, then a summary"
     )
-    commands.add_parser("status", parents=[common], help="ask a running agent what it does")
+    status = commands.add_parser(
+        "status", parents=[common], help="ask the running agent what each slot does"
+    )
+    status.add_argument("--json", action="store_true", help="print /status as JSON")
     return parser
 
 
@@ -115,5 +118,9 @@ def _dispatch(args_list: list[str]) -> int:
         from agent.commands.demo import run_demo  # noqa: PLC0415
 
         return run_demo(config)
+    if args.command == "status":
+        from agent.commands.status import run_status  # noqa: PLC0415
+
+        return run_status(config, as_json=args.json)
     print(f"agent {args.command}: not implemented yet", file=sys.stderr)
     return ExitCode.USAGE

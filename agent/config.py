@@ -147,8 +147,9 @@ class ShutdownConfig(_Section):
 
 
 class HealthConfig(_Section):
-    listen: str = ""
-    """``host:port`` of the health/metrics endpoint; empty: off."""
+    listen: str = "127.0.0.1:9465"
+    """``host:port`` of ``/healthz``, ``/readyz``, ``/metrics`` and ``/status`` (``agent
+    run`` only); empty: off."""
 
     @field_validator("listen")
     @classmethod
@@ -250,8 +251,25 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"config: {key}: {message}"
 
 
+CREDENTIAL_NAME = "password"
+"""systemd ``LoadCredential=password:...``: read from ``$CREDENTIALS_DIRECTORY/password``."""
+
+
+def credential_file(settings: Settings, environ: Mapping[str, str]) -> Path | None:
+    """Where the password comes from: ``server.password_file``, else the systemd
+    credential when the unit passes one (and no password is set), else nowhere."""
+    if settings.server.password_file is not None:
+        return settings.server.password_file
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if directory and not settings.password:
+        candidate = Path(directory) / CREDENTIAL_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def _read_password_file(settings: Settings) -> Settings:
-    path = settings.server.password_file
+    path = credential_file(settings, os.environ)
     if path is None:
         return settings
     try:
@@ -269,12 +287,15 @@ def _read_password_file(settings: Settings) -> Settings:
 def load_config(
     cli_path: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    secrets: bool = True,
 ) -> Settings:
     """Read the file, apply ``AGENT_*`` variables of the environment, validate, read
     ``password_file``.
 
     ``overrides`` (section → {key: value}) replace file values; tests and ``agent demo``
-    use them instead of writing files.
+    use them instead of writing files. ``secrets=False`` leaves the password file unread
+    (``agent status`` needs only the health address).
     """
     path, required = config_path(cli_path, os.environ)
     data = _read_toml(path, required)
@@ -289,7 +310,7 @@ def load_config(
         raise ConfigError("\n".join(_describe(error) for error in exc.errors())) from None
     except SettingsError:
         raise ConfigError(_describe_bad_env_json(os.environ)) from None
-    return _read_password_file(settings)
+    return _read_password_file(settings) if secrets else settings
 
 
 def _describe_bad_env_json(environ: Mapping[str, str]) -> str:

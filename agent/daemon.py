@@ -13,6 +13,7 @@ stopped and given back.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import time
@@ -24,8 +25,10 @@ import anyio
 import structlog
 from pydantic import ValidationError
 
+from agent import __version__
 from agent.cleanup import remove_job_dirs, stale_job_names
 from agent.config import Settings
+from agent.health import LoopClock, SlotView, why_not_ready
 from agent.host import host_ip, usable_cores, usable_memory_mb
 from agent.jobrun import AgentContext, JobReport, JobRun
 from agent.outcome import EndReason, Outcome
@@ -41,6 +44,7 @@ from agent.server import (
     Template,
 )
 from agent.server.errors import field_errors
+from agent.server.link import log_failed_call
 from agent.slots import Allocation, Allocator, Need, why_never_fits
 from agent.spec import RunSpec, SpecError, resolve_job_spec
 from agent.staging import why_inputs_cannot_fit
@@ -51,6 +55,8 @@ from executors.identity import current_user
 logger = structlog.get_logger("agent")
 
 HEARTBEAT_SECONDS = 30.0
+BUSY_RECHECK_SECONDS = 5.0
+"""With every slot busy, the poll loop still wakes at least this often (and ticks)."""
 
 
 class RegistrationRefused(Exception):
@@ -74,6 +80,22 @@ class Slot:
     index: int
     node: int
     job: int | None = None
+    run: JobRun | None = None
+    since: float = field(default_factory=time.time)
+    """Wall-clock time the slot took its job, or became idle."""
+
+    def view(self) -> SlotView:
+        run = self.run
+        execution = run.execution if run is not None else None
+        return SlotView(
+            self.index,
+            self.node,
+            self.job,
+            run.phase if run is not None else "idle",
+            execution.tracker.value if execution is not None else None,
+            self.since,
+            execution.pid if execution is not None else None,
+        )
 
 
 def need_of(spec: RunSpec | SpecError) -> Need:
@@ -117,6 +139,14 @@ class Agent:
         self._taken = 0
         self._not_pending: str | None = None
         self.idle_polls = 0
+        self.registered = False
+        self.loops = LoopClock()
+        """Where the poll loop and the heartbeat tick (``/healthz``, the watchdog)."""
+        self.context.metrics.watch(
+            slots=lambda: len(self.slots),
+            busy=lambda: sum(slot.job is not None for slot in self.slots),
+            server_up=lambda: self.context.client.link.up,
+        )
 
     @property
     def settings(self) -> Settings:
@@ -129,6 +159,52 @@ class Agent:
     @property
     def busy(self) -> bool:
         return any(slot.job is not None for slot in self.slots)
+
+    # -------------------------------------------------------------- health
+
+    def slot_views(self) -> list[SlotView]:
+        return [slot.view() for slot in self.slots]
+
+    def status(self) -> dict[str, object]:
+        """What ``/status`` and ``agent status`` show."""
+        now = time.time()
+        if not self.registered:
+            state = "starting"
+        elif self._draining:
+            state = "draining"
+        else:
+            state = "running"
+        return {
+            "version": __version__,
+            "server": self.settings.server.url,
+            "pid": os.getpid(),
+            "state": state,
+            "ready": self.why_not_ready() is None,
+            "not_ready_because": self.why_not_ready(),
+            "stalled_loops": self.loops.stalled(),
+            "slots": [view.as_json(now) for view in self.slot_views()],
+        }
+
+    def why_not_ready(self) -> str | None:
+        link = self.context.client.link
+        return why_not_ready(self.registered, link.up, link.problem)
+
+    def _call_budget(self) -> float:
+        """Longest one retried server call of the poll loop may take."""
+        client = self.context.client
+        policies = client.policies
+        longest = max(policy.timeout or 0.0 for policy in (policies.quick, policies.normal))
+        return longest + client.timeout
+
+    def _poll_budget(self) -> float:
+        """By when the poll loop promises to tick again: a wait (interval with jitter, a
+        backoff, or a busy recheck) plus one retried call."""
+        poll = self.settings.poll
+        wait = max(poll.interval * 1.2, poll.max_backoff, self._busy_recheck())
+        return wait + self._call_budget() + 2.0
+
+    def _busy_recheck(self) -> float:
+        return min(BUSY_RECHECK_SECONDS, max(1.0, self.settings.poll.interval))
 
     # -------------------------------------------------------------- nodes
 
@@ -157,6 +233,7 @@ class Agent:
             if interrupted is not None and interrupted.workspace:
                 self._remove_job_dirs(Path(interrupted.workspace).name, "recovered")
             self.slots.append(Slot(index, node.pk))
+        self.registered = True
         for name in stale_job_names(private_dir(self.settings.state_dir), time.time(), ()):
             self._remove_job_dirs(name, "stale: older than a day, no journal entry")
 
@@ -180,13 +257,25 @@ class Agent:
         logger.info("job directory removed", directory=name, why=why)
 
     async def heartbeat(self) -> None:
+        client = self.context.client
+        ping_budget = (client.policies.quick.timeout or 0.0) + client.timeout
+        within = max(HEARTBEAT_SECONDS, ping_budget) + 2.0
         while True:
+            self.loops.tick("heartbeat", within)
             await anyio.sleep(HEARTBEAT_SECONDS)
             for slot in self.slots:
+                self.loops.tick("heartbeat", within)
                 try:
                     await self.context.client.ping(slot.node)
                 except (ServerError, ServerUnreachable) as exc:
-                    logger.warning("heartbeat failed", node=slot.node, error=str(exc))
+                    self._server_trouble("heartbeat failed", exc, node=slot.node)
+
+    def _server_trouble(self, what: str, exc: Exception, **details: object) -> None:
+        """Log a failed call, but quietly during an outage: the link has said it once."""
+        if isinstance(exc, ServerError | ServerUnreachable):
+            log_failed_call(logger, self.context.client.link, what, exc, **details)
+        else:
+            logger.warning(what, error=str(exc), **details, exc_info=True)
 
     # -------------------------------------------------------------- shutdown
 
@@ -210,8 +299,11 @@ class Agent:
             group.start_soon(self.heartbeat)
             await self._poll_loop(group)
             while self.busy:
-                await self._wait_for_change(None)
+                self.loops.tick("poll", self._poll_budget())
+                await self._wait_for_change(self._busy_recheck())
+            self.loops.done("poll")
             group.cancel_scope.cancel()
+        self.loops.done("heartbeat")
         return self.reports
 
     def _done_taking_work(self) -> bool:
@@ -220,8 +312,9 @@ class Agent:
     async def _poll_loop(self, group: anyio.abc.TaskGroup) -> None:
         backoff = 0.0
         while not self._done_taking_work():
+            self.loops.tick("poll", self._poll_budget())
             if not any(slot.job is None for slot in self.slots):
-                await self._wait_for_change(None)
+                await self._wait_for_change(self._busy_recheck())
                 continue
             try:
                 taken = await self._take_jobs(group)
@@ -230,10 +323,7 @@ class Agent:
                 raise
             except Exception as exc:
                 backoff = min(max(backoff * 2, 1.0), self.settings.poll.max_backoff)
-                known = isinstance(exc, ServerError | ServerUnreachable)
-                logger.warning(
-                    "polling failed", error=str(exc), retry_in=round(backoff, 1), exc_info=not known
-                )
+                self._server_trouble("polling failed", exc, retry_in=round(backoff, 1))
                 await self._wait_for_change(backoff)
                 continue
             if taken:
@@ -275,6 +365,7 @@ class Agent:
         client = self.context.client
         taken = 0
         candidates = await self._candidates()
+        self.context.metrics.polled()
         pending = {job.pk for job in candidates}
         self._skipped = {pk: why for pk, why in self._skipped.items() if pk in pending}
         for job in candidates:
@@ -283,12 +374,8 @@ class Agent:
                 break
             if self._passed_over(job.pk):
                 continue
-            try:
-                template = await client.get_template(job.template.pk, job.template.version)
-            except (ServerError, ValidationError) as exc:
-                if isinstance(exc, ServerError) and exc.status >= 500:
-                    raise  # the server's trouble: back off and poll again
-                self._skip(job.pk, f"its template {job.template.pk} is unreadable: {exc}")
+            template = await self._template_of(job)
+            if template is None:
                 continue
             if template.executor_class not in self.settings.server.executor_classes:
                 self._skip(job.pk, f"executor_class {template.executor_class!r} is not ours")
@@ -321,6 +408,17 @@ class Agent:
             logger.info("job acquired", job=job.pk, node=slot.node)
             group.start_soon(self._run_job, acquired, slot, spec, allocation)
         return taken
+
+    async def _template_of(self, job: Job) -> Template | None:
+        """The job's template; None when it is unreadable (the job is left to others)."""
+        self.loops.tick("poll", self._poll_budget())
+        try:
+            return await self.context.client.get_template(job.template.pk, job.template.version)
+        except (ServerError, ValidationError) as exc:
+            if isinstance(exc, ServerError) and exc.status >= 500:
+                raise  # the server's trouble: back off and poll again
+            self._skip(job.pk, f"its template {job.template.pk} is unreadable: {exc}")
+            return None
 
     def _why_never(self, spec: RunSpec | SpecError, need: Need) -> str | None:
         """Why this agent leaves the job to others: too big for it (cores, memory,
@@ -359,15 +457,28 @@ class Agent:
     async def _run_job(
         self, job: Job, slot: Slot, spec: RunSpec | SpecError, allocation: Allocation
     ) -> None:
+        began = time.monotonic()
+        slot.since = time.time()
+        slot.run = JobRun(self.context, job, slot.node, spec, allocation.cores)
         try:
-            report = await JobRun(self.context, job, slot.node, spec, allocation.cores).run()
+            report = await slot.run.run()
         except Exception as exc:  # JobRun reports its own faults; this is a last resort
             logger.exception("job run crashed", job=job.pk)
             report = JobReport(job.pk, Outcome(EndReason.NODE_ERROR, False, str(exc)))
         finally:
             self.allocator.release(allocation)
             slot.job = None
+            slot.run = None
+            slot.since = time.time()
             self._wake.set()
+        reason = report.outcome.reason
+        if reason is not EndReason.TAKEN:
+            self.context.metrics.job_ended(
+                reason.value,
+                time.monotonic() - began,
+                gave_back=reason.gives_back,
+                memory=reason is EndReason.MEMORY,
+            )
         self.reports.append(report)
 
 

@@ -68,6 +68,8 @@ class Execution:
     tracker: ProgressTracker = field(init=False)
     stop_reason: EndReason | None = None
     stop_error: str | None = None
+    step: str | None = None
+    """Which command runs now: ``pre-process``, ``running`` or ``post-process``."""
     _handle: RunHandle | None = None
 
     def __post_init__(self) -> None:
@@ -106,6 +108,11 @@ class Execution:
             user=self.workspace.owner,
             memory_limit_bytes=job_memory_limit_bytes(self.spec.memory_mb, self.settings.node),
         )
+
+    @property
+    def pid(self) -> int | None:
+        """The running command's process (its session leader), if one runs."""
+        return self._handle.pid if self._handle is not None else None
 
     async def stop(self, reason: EndReason, error: str | None = None) -> None:
         """Stop the running command (if any) for ``reason``; the first reason wins."""
@@ -154,11 +161,13 @@ class Execution:
         """Pre/post-process (script files were staged): the subprocess executor, no
         walltime of its own."""
         run = self.prepared(script.command, walltime=None)
+        self.step = label
         result = await self.run_command(executors.get("subprocess"), run, watchers)
         return self._step_outcome(result, label)
 
     async def run_main(self, executor: Executor, watchers: Sequence[Watcher] = ()) -> StepOutcome:
         run = self.prepared(self.spec.command, walltime=self.spec.walltime, ranks=self.spec.ranks)
+        self.step = "running"
         result = await self.run_command(executor, run, watchers)
         return self._step_outcome(result, None)
 

@@ -24,10 +24,12 @@ from agent.execution import Execution, StepOutcome, Watcher, make_executor, outp
 from agent.givebacks import GiveBackBook, gave_up_text, should_give_up
 from agent.journal import Journal, JournalEntry
 from agent.logs import bind_job_redactor
+from agent.metrics import AgentMetrics
 from agent.outcome import CallKind, EndReason, Outcome, ServerCall, decide, uploads_results
 from agent.outputs import CollectedOutput, OutputBlocked, OutputEmpty, upload_output
 from agent.redact import Redactor
 from agent.server import Conflict, Forbidden, Job, ServerClient, ServerError, ServerUnreachable
+from agent.server.link import log_failed_call
 from agent.spec import OutputSpec, RunSpec, SpecError
 from agent.staging import InputBudget, JobFault, stage
 from agent.statedir import private_dir
@@ -65,6 +67,7 @@ class AgentContext:
     """Set when running jobs must stop and go back to the queue (agent shutdown)."""
     observer: JobObserver | None = None
     stop_message: str = "agent stopping"
+    metrics: AgentMetrics = field(default_factory=AgentMetrics)
 
 
 @dataclass
@@ -102,6 +105,13 @@ def log_output_clash(
     return None
 
 
+def _no_longer_ours(exc: Exception, outcome: Outcome) -> bool:
+    """A 403 on a job cancelled or aborted on the server: expected, nothing to report."""
+    return (
+        isinstance(exc, ServerError) and exc.status == 403 and outcome.reason is EndReason.CANCELLED
+    )
+
+
 def replaced_log_text(reason: str) -> str:
     """The error of a job whose log file is no regular file any more."""
     return f"the job replaced its log file: it {reason} now; no log uploaded"
@@ -119,7 +129,7 @@ def cancel_watcher(client: ServerClient, job: int, node: int, interval: float) -
             try:
                 current = await client.get_job(job, node=node)
             except ServerTrouble as exc:
-                logger.warning("cancel check failed", error=str(exc))
+                log_failed_call(logger, client.link, "cancel check failed", exc)
                 continue
             if current.is_cancelled or current.error_reason or current.node != node:
                 why = current.error_reason or "released on the server"
@@ -129,7 +139,9 @@ def cancel_watcher(client: ServerClient, job: int, node: int, interval: float) -
     return watch
 
 
-def progress_watcher(client: ServerClient, job: int, node: int) -> Watcher:
+def progress_watcher(
+    client: ServerClient, job: int, node: int, metrics: AgentMetrics | None = None
+) -> Watcher:
     """Post progress (coalesced by the tracker); a 406 means the job was cancelled."""
 
     async def watch(execution: Execution, _handle: object) -> None:
@@ -144,7 +156,10 @@ def progress_watcher(client: ServerClient, job: int, node: int) -> Watcher:
                     await execution.stop(EndReason.CANCELLED, "cancelled on the server")
                     return
                 except ServerTrouble as exc:
-                    logger.warning("progress post failed", error=str(exc))
+                    log_failed_call(logger, client.link, "progress post failed", exc)
+                else:
+                    if metrics is not None:
+                        metrics.progress_posts.inc()
             await anyio.sleep(
                 max(0.05, min(tracker.interval, tracker.next_due(anyio.current_time())))
             )
@@ -183,6 +198,7 @@ class JobRun:
         self.cores = cores
         self.marker = uuid.uuid4().hex
         self.started = False
+        self._phase = "staging"
         self.execution: Execution | None = None
         self.report = JobReport(job.pk, Outcome(EndReason.NODE_ERROR, False))
         self.log = logger.bind(job=job.pk, node=node)
@@ -197,6 +213,13 @@ class JobRun:
     @property
     def client(self) -> ServerClient:
         return self.context.client
+
+    @property
+    def phase(self) -> str:
+        """``staging`` · ``pre-process`` · ``running`` · ``post-process`` · ``reporting``."""
+        if self._phase == "running" and self.execution is not None and self.execution.step:
+            return self.execution.step
+        return self._phase
 
     def _journal(self) -> None:
         workspace = str(self.execution.workspace.root) if self.execution else None
@@ -275,6 +298,7 @@ class JobRun:
         )
         await anyio.to_thread.run_sync(workspace.hand_over)
         stop_only = [stop_watcher(self.context, self.node)]
+        self._phase = "running"
         if spec.pre_process is not None:
             pre = await self.execution.run_script(spec.pre_process, "pre-process", stop_only)
             if pre.reason is not EndReason.SUCCEEDED:
@@ -285,6 +309,7 @@ class JobRun:
         if lost is not None:
             return StepOutcome(EndReason.TAKEN, lost)
         self._journal()
+        self.context.metrics.jobs_started.inc()
         self.log.info("job started", cores=list(self.cores), mpi=spec.use_mpi, ranks=spec.ranks)
         if self.context.observer is not None:
             self.context.observer.started(self.job.pk, self.execution)
@@ -293,7 +318,7 @@ class JobRun:
             cancel_watcher(
                 self.client, self.job.pk, self.node, self.settings.run.cancel_check_interval
             ),
-            progress_watcher(self.client, self.job.pk, self.node),
+            progress_watcher(self.client, self.job.pk, self.node, self.context.metrics),
         ]
         return await self.execution.run_all(executor, watchers, pre=False)
 
@@ -334,6 +359,10 @@ class JobRun:
 
     async def _conclude(self, outcome: Outcome, step: StepOutcome | None) -> None:
         execution = self.execution
+        self._phase = "reporting"
+        if execution is not None:
+            execution.step = None
+            self.context.metrics.log_bytes.inc(execution.workspace.log_size())
         if outcome.reason is EndReason.NODE_ERROR:
             outcome = self._give_back_or_give_up(outcome)
         if outcome.reason.job_fault and not outcome.started:
@@ -385,7 +414,9 @@ class JobRun:
                 self.job.pk, self.node, 1.0, {"message": "finished", "log_tail": tail}
             )
         except ServerTrouble as exc:
-            self.log.warning("final progress post failed", error=str(exc))
+            log_failed_call(self.log, self.client.link, "final progress post failed", exc)
+        else:
+            self.context.metrics.progress_posts.inc()
 
     async def _upload_results(self, outcome: Outcome, execution: Execution) -> Outcome:
         collected: list[CollectedOutput] = []
@@ -425,6 +456,9 @@ class JobRun:
                 if outcome.reason is EndReason.SUCCEEDED:  # a failed run keeps its own error
                     outcome = replace(outcome, reason=EndReason.OUTPUT_REJECTED, error=str(exc))
             except ServerError as exc:
+                if _no_longer_ours(exc, outcome):
+                    self.log.info("output not uploaded: the job is no longer this node's")
+                    continue
                 if exc.status in (400, 403, 406, 417):
                     outcome = replace(
                         outcome,
@@ -472,7 +506,10 @@ class JobRun:
                     error = replaced_log_text(exc.reason)
                     outcome = replace(outcome, reason=EndReason.OUTPUT_REJECTED, error=error)
             except ServerTrouble as exc:
-                self.log.error("log upload failed", error=str(exc))
+                if _no_longer_ours(exc, outcome):
+                    self.log.info("log not uploaded: the job is no longer this node's")
+                else:
+                    self.log.error("log upload failed", error=str(exc))
             else:
                 self.report.uploaded.append(name)
             return outcome

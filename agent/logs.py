@@ -15,6 +15,7 @@ from collections.abc import MutableMapping
 from contextvars import ContextVar
 from typing import Any, Literal, TextIO
 
+import stamina.instrumentation
 import structlog
 
 from agent.redact import Redactor
@@ -75,6 +76,9 @@ def configure_logging(
     if redactor is not None:
         processors.append(_RedactProcessor(redactor))
     processors.append(renderer)
+    # stamina would log each retry with its internals ("callable": "<context block>");
+    # the server link logs an outage once when it begins and once when it ends instead.
+    stamina.instrumentation.set_on_retry_hooks([])
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),

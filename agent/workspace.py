@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,14 @@ class Workspace:
         for directory, subdirs, files in os.walk(self.root):
             for name in (*subdirs, *files):
                 os.lchown(os.path.join(directory, name), owner.uid, owner.gid)
+
+    def log_size(self) -> int:
+        """Bytes of the job's log as kept (0 when there is none)."""
+        try:
+            info = self.log_path.lstat()
+        except OSError:
+            return 0
+        return info.st_size if stat.S_ISREG(info.st_mode) else 0
 
     def write_json(self, name: str, data: Any) -> None:
         """Write ``name`` into the private directory atomically (temp file, then rename)."""

@@ -58,7 +58,7 @@ def prepared_job_user(settings: Settings) -> JobUser:
 
 
 def agent_settings(
-    server: ServerUnderTest | str, state_dir: Path, **sections: dict[str, Any]
+    server: ServerUnderTest | str, state_dir: Path, /, **sections: dict[str, Any]
 ) -> Settings:
     """Settings for an agent of ``server`` (a bare URL: a reference server, whose node
     user is node/node), fast to poll and to report; ``sections`` override."""
@@ -142,6 +142,8 @@ class Harness:
         settings: Settings | None = None,
         *,
         give_back_cooldown: float = COOLDOWN,
+        policies: RetryPolicies = FAST,
+        transport: httpx.AsyncBaseTransport | None = None,
         **options: Any,
     ) -> AsyncIterator[Agent]:
         settings = settings or self.settings()
@@ -150,8 +152,10 @@ class Harness:
             settings.server.url,
             settings.server.username,
             settings.password,
-            policies=FAST,
+            timeout=settings.server.timeout,
+            policies=policies,
             redactor=redactor,
+            transport=transport,
         ) as client:
             context = AgentContext(
                 settings,

@@ -32,6 +32,8 @@ def write_config(
         "node": {"ip": "127.0.0.4"},
         "poll": {"interval": 0.1},
         "run": {"progress_interval": 0.2, "cancel_check_interval": 0.2, "kill_grace": 1.0},
+        # Tests run many agents: none serves health unless the test asks for it.
+        "health": {"listen": ""},
     }
     for name, extra in sections.items():
         values[name] = {**values.get(name, {}), **extra}

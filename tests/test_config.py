@@ -79,6 +79,20 @@ def test_password_file_is_read_and_never_printed(tmp_path: Path) -> None:
     assert "s3cr3t-value" not in str(settings.model_dump())
 
 
+def test_systemd_credential_is_the_password_when_none_is_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "password").write_text("from-systemd-credential\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    assert load_config(write(tmp_path, "")).password == "from-systemd-credential"
+    # A password set in the config (or its password_file) wins over the credential.
+    assert load_config(write(tmp_path, '[server]\npassword = "own"\n')).password == "own"
+    (credentials / "password").unlink()
+    assert load_config(write(tmp_path, "")).password == ""
+
+
 def test_password_and_password_file_exclude_each_other(tmp_path: Path) -> None:
     secret = tmp_path / "password"
     secret.write_text("x", encoding="utf-8")
@@ -107,9 +121,3 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert caught.value.code == 0
     assert capsys.readouterr().out.startswith("agent ")
-
-
-@pytest.mark.parametrize("command", ["status"])
-def test_placeholders_say_not_implemented(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([command]) == 2
-    assert "not implemented yet" in capsys.readouterr().err

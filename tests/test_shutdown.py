@@ -50,6 +50,8 @@ progress_interval = 0.2
 drain_timeout = {drain_timeout}
 [log]
 format = "json"
+[health]
+listen = ""
 """,
         encoding="utf-8",
     )

@@ -27,10 +27,13 @@ class ConfigExit(SystemExit):
 
 
 def settings_or_exit(
-    cli_path: str | Path | None, overrides: Mapping[str, Any] | None = None
+    cli_path: str | Path | None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    secrets: bool = True,
 ) -> Settings:
     try:
-        settings = load_config(cli_path, overrides=overrides)
+        settings = load_config(cli_path, overrides=overrides, secrets=secrets)
     except ConfigError as exc:
         for line in str(exc).splitlines():
             print(line, file=sys.stderr)

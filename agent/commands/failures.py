@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent.daemon import JobNotFound, RegistrationRefused
+from agent.healthserver import HealthListenError
 from agent.outcome import ExitCode
 from agent.server import AuthError, RateLimited, ServerError, ServerUnreachable
 
@@ -40,6 +41,8 @@ def _explain_one(exc: BaseException, url: str) -> Failure | None:
         return Failure(ExitCode.REFUSED, f"agent: {url}: {exc.detail}")
     if isinstance(exc, RegistrationRefused):
         return Failure(ExitCode.REFUSED, f"agent: {url}: {exc}")
+    if isinstance(exc, HealthListenError):
+        return Failure(ExitCode.USAGE, f"agent: {exc}")
     if isinstance(exc, JobNotFound):
         return Failure(ExitCode.NO_SUCH_JOB, f"agent: {exc} ({url})")
     if isinstance(exc, ServerUnreachable):

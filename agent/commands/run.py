@@ -24,6 +24,7 @@ from agent.commands.common import (
 )
 from agent.commands.console import ProgressConsole
 from agent.commands.failures import explain
+from agent.commands.supervise import supervise
 from agent.config import Settings
 from agent.daemon import Agent
 from agent.jobrun import JobObserver
@@ -43,9 +44,11 @@ async def watch_signals(agent: Agent, drain_timeout: float) -> None:
                     continue
                 if not agent.draining:
                     logger.warning(
-                        "stopping: no new jobs; running jobs get the drain time",
+                        "stopping: no new jobs; running jobs get the drain time, then go"
+                        " back to the queue; a second signal gives them back at once",
                         signal=name,
                         drain_timeout=drain_timeout,
+                        running=sum(slot.job is not None for slot in agent.slots),
                     )
                     agent.drain(f"agent stopped by {name}")
                     group.start_soon(_give_back_after, agent, drain_timeout, name)
@@ -69,12 +72,16 @@ async def _run_agent(
     only_job: int | None = None,
     max_jobs: int | None = None,
     observer: JobObserver | None = None,
+    supervised: bool = False,
 ) -> Agent:
     redactor = setup(settings)
     async with make_client(settings, redactor) as client:
         context = agent_context(settings, client, redactor, job_user, observer)
+        client.observer = context.metrics
         agent = Agent(context, exit_when_idle=exit_when_idle, only_job=only_job, max_jobs=max_jobs)
         async with anyio.create_task_group() as group:
+            if supervised:  # `agent run`: health endpoint and systemd notify
+                await group.start(supervise, agent)
             group.start_soon(watch_signals, agent, settings.shutdown.drain_timeout)
             logger.info(
                 "agent starting",
@@ -105,7 +112,8 @@ def run_daemon(config: str | None, *, exit_when_idle: bool = False) -> int:
     settings = settings_or_exit(config)
     job_user = job_user_or_exit(settings)
     outcome = _run_or_exit_code(
-        settings, lambda: _run_agent(settings, job_user, exit_when_idle=exit_when_idle)
+        settings,
+        lambda: _run_agent(settings, job_user, exit_when_idle=exit_when_idle, supervised=True),
     )
     return outcome if isinstance(outcome, ExitCode) else ExitCode.SUCCESS
 

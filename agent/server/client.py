@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,6 +35,7 @@ from agent.server.errors import (
     error_for,
     retry_delay,
 )
+from agent.server.link import CallObserver, ServerLink, call_name
 from agent.server.models import Job, Node, OutputInfo, Template, Tokens
 from executors.safefiles import open_regular
 
@@ -97,8 +99,14 @@ class ServerClient:
         policies: RetryPolicies | None = None,
         redactor: Redactor | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.observer = observer
+        """Told about every request (the agent's metrics); settable after creation."""
+        self.link = ServerLink()
+        """Whether the server answers: logged once per change, read by ``/readyz``."""
+        self.timeout = timeout
         self._username = username
         self._password = password
         self._policies = policies or RetryPolicies()
@@ -152,8 +160,9 @@ class ServerClient:
         request_headers = dict(headers or {})
         if auth is not None:
             request_headers["Authorization"] = f"Bearer {auth}"
+        began = time.monotonic()
         try:
-            return await self._http.request(
+            response = await self._http.request(
                 method,
                 path,
                 json=json,
@@ -161,7 +170,26 @@ class ServerClient:
                 headers=request_headers,
             )
         except httpx.TransportError as exc:
-            raise ServerUnreachable(method, path, exc) from exc
+            unreachable = ServerUnreachable(method, path, exc)
+            self._observe(method, path, None, began, str(unreachable))
+            raise unreachable from exc
+        self._observe(method, path, response.status_code, began)
+        return response
+
+    def _observe(
+        self, method: str, path: str, status: int | None, began: float, problem: str = ""
+    ) -> None:
+        self.link.record(status, problem)
+        if self.observer is not None:
+            self.observer.request(
+                call_name(method, path),
+                "unreachable" if status is None else str(status),
+                time.monotonic() - began,
+            )
+
+    def _retrying(self, attempt: Any, method: str, path: str) -> None:
+        if attempt.num > 1 and self.observer is not None:
+            self.observer.retry(call_name(method, path))
 
     async def obtain(self) -> Tokens:
         """Log in with username and password (``POST /v1/auth/obtain``)."""
@@ -190,6 +218,7 @@ class ServerClient:
             wait_max=min(self._policies.normal.wait_max, LOGIN_WAIT_MAX),
         )
         async for attempt in _attempts(policy, retry_500=True):
+            self._retrying(attempt, "POST", "/v1/auth/obtain")
             with attempt:
                 await self.obtain()
 
@@ -260,6 +289,7 @@ class ServerClient:
         conflict: type[Conflict] = Conflict,
     ) -> httpx.Response:
         async for attempt in _attempts(policy, retry_500=retry_500):
+            self._retrying(attempt, method, path)
             with attempt:
                 return await self._send_authenticated(
                     method,
@@ -409,6 +439,8 @@ class ServerClient:
             while offset < size:
                 want = min(CHUNK_SIZE, size - offset)
                 chunk = await anyio.to_thread.run_sync(os.pread, source, want, offset)
+                if self.observer is not None:
+                    self.observer.sent(want)
                 yield chunk or bytes(want)
                 offset += len(chunk) or want
 
@@ -535,6 +567,7 @@ class ServerClient:
         foreign = url.startswith(("http://", "https://")) and not url.startswith(self.url + "/")
         path = url.removeprefix(self.url)
         async for attempt in _attempts(self._policies.normal, retry_500=True):
+            self._retrying(attempt, "GET", url if foreign else path)
             with attempt:
                 if foreign:
                     return await self._download_once(url, dest, None, limit)
@@ -554,8 +587,12 @@ class ServerClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         written = 0
+        ours = not url.startswith(("http://", "https://"))
+        began = time.monotonic()
         try:
             async with self._http.stream("GET", url, headers=headers) as response:
+                if ours:
+                    self._observe("GET", url, response.status_code, began)
                 if response.status_code >= 400:
                     await response.aread()
                     raise error_for(response, "GET", url)
@@ -569,7 +606,10 @@ class ServerClient:
                             raise TooLarge(url, written, limit)
                         await handle.write(chunk)
         except httpx.TransportError as exc:
-            raise ServerUnreachable("GET", url, exc) from exc
+            unreachable = ServerUnreachable("GET", url, exc)
+            if ours:
+                self._observe("GET", url, None, began, str(unreachable))
+            raise unreachable from exc
         return written
 
 
