@@ -13,6 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -159,6 +160,14 @@ class HealthConfig(_Section):
         return value
 
 
+class AdminConfig(_Section):
+    """Staff credentials for the fleet commands that need them (``agent reap``; ``agent
+    submit`` when the server lets only staff import templates). Never the daemon's."""
+
+    username: str = ""
+    password_file: Path | None = None
+
+
 class LogConfig(_Section):
     format: Literal["auto", "json", "console"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -190,6 +199,7 @@ class Settings(BaseSettings):
     mpi: MpiConfig = Field(default_factory=MpiConfig)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     state_dir: Path = Field(default_factory=default_state_dir)
 
@@ -337,3 +347,42 @@ def job_memory_limit_bytes(job_memory_mb: int | None, node: NodeConfig) -> int |
     if node.memory is not None:
         return max(1, node.memory // node.slots) * 1024 * 1024
     return None
+
+
+LIVE_KEYS = ("poll.interval", "poll.max_backoff", "log.level", "node.queues")
+"""Keys a running agent takes from its config file on SIGHUP; the others need a restart."""
+
+
+@dataclass(frozen=True)
+class Reload:
+    settings: Settings
+    """The running settings with the live keys taken from the file."""
+    applied: list[str]
+    """Live keys whose value changed."""
+    need_restart: list[str]
+    """Other keys whose value changed: not applied."""
+
+
+def _flat(settings: Settings) -> dict[str, Any]:
+    values: dict[str, Any] = {"state_dir": settings.state_dir}
+    for section in type(settings).model_fields:
+        model = getattr(settings, section)
+        if isinstance(model, BaseModel):
+            for key in type(model).model_fields:
+                values[f"{section}.{key}"] = getattr(model, key)
+    # The password is read once and dropped from the environment: a reload cannot see it.
+    values.pop("server.password", None)
+    return values
+
+
+def reload_settings(current: Settings, fresh: Settings) -> Reload:
+    """What SIGHUP does with a freshly read config: a pure comparison."""
+    old, new = _flat(current), _flat(fresh)
+    changed = [key for key in new if new[key] != old.get(key)]
+    applied = [key for key in changed if key in LIVE_KEYS]
+    settings = current
+    for key in applied:
+        section, name = key.split(".")
+        part = getattr(settings, section).model_copy(update={name: new[key]})
+        settings = settings.model_copy(update={section: part})
+    return Reload(settings, applied, [key for key in changed if key not in LIVE_KEYS])

@@ -131,6 +131,8 @@ class Agent:
             {"cores": usable_cores(settings.node)}, usable_memory_mb(settings.node)
         )
         self._draining = False
+        self._paused = False
+        """``agent drain``: take no new job until ``agent resume``; keep running."""
         self._wake = anyio.Event()
         self._skipped: dict[int, str] = {}
         self._mpi_problem: str | None = None
@@ -154,7 +156,20 @@ class Agent:
 
     @property
     def draining(self) -> bool:
+        """Stopping: no new job, and the agent exits once its jobs are done."""
         return self._draining
+
+    @property
+    def paused(self) -> bool:
+        """``agent drain``: no new job until ``agent resume``; the agent goes on."""
+        return self._paused
+
+    @property
+    def mode(self) -> str:
+        """``running`` · ``draining`` (``agent drain``) · ``stopping`` (a signal)."""
+        if self._draining:
+            return "stopping"
+        return "draining" if self._paused else "running"
 
     @property
     def busy(self) -> bool:
@@ -170,10 +185,10 @@ class Agent:
         now = time.time()
         if not self.registered:
             state = "starting"
-        elif self._draining:
-            state = "draining"
+        elif self._paused and not self._draining and not self.busy:
+            state = "drained"
         else:
-            state = "running"
+            state = self.mode
         return {
             "version": __version__,
             "server": self.settings.server.url,
@@ -260,15 +275,15 @@ class Agent:
         client = self.context.client
         ping_budget = (client.policies.quick.timeout or 0.0) + client.timeout
         within = max(HEARTBEAT_SECONDS, ping_budget) + 2.0
-        while True:
-            self.loops.tick("heartbeat", within)
-            await anyio.sleep(HEARTBEAT_SECONDS)
+        while True:  # pings at once: `agent nodes` sees a node as alive from the start
             for slot in self.slots:
                 self.loops.tick("heartbeat", within)
                 try:
                     await self.context.client.ping(slot.node)
                 except (ServerError, ServerUnreachable) as exc:
                     self._server_trouble("heartbeat failed", exc, node=slot.node)
+            self.loops.tick("heartbeat", within)
+            await anyio.sleep(HEARTBEAT_SECONDS)
 
     def _server_trouble(self, what: str, exc: Exception, **details: object) -> None:
         """Log a failed call, but quietly during an outage: the link has said it once."""
@@ -283,6 +298,25 @@ class Agent:
         """Take no new work; running jobs go on until the drain timeout."""
         self._draining = True
         self.context.stop_message = why
+        self._wake.set()
+
+    def pause(self) -> None:
+        """``agent drain``: take no new job; running jobs go on; the agent stays up."""
+        if not self._paused:
+            self._paused = True
+            running = sum(slot.job is not None for slot in self.slots)
+            logger.info("draining: no new jobs until `agent resume`", running=running)
+
+    def resume(self) -> None:
+        """``agent resume``: take jobs again."""
+        if self._paused:
+            self._paused = False
+            logger.info("resumed: taking jobs again")
+            self._wake.set()
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Use ``settings`` from now on (SIGHUP: only keys that can change live differ)."""
+        self.context.settings = settings
         self._wake.set()
 
     def stop_now(self, why: str = "agent stopping") -> None:
@@ -313,7 +347,7 @@ class Agent:
         backoff = 0.0
         while not self._done_taking_work():
             self.loops.tick("poll", self._poll_budget())
-            if not any(slot.job is None for slot in self.slots):
+            if self._paused or not any(slot.job is None for slot in self.slots):
                 await self._wait_for_change(self._busy_recheck())
                 continue
             try:

@@ -80,20 +80,24 @@ class SlotView:
         }
 
 
-def status_line(slots: Sequence[SlotView], draining: bool) -> str:
-    """One line for systemd's STATUS=: ``idle, 2 slots`` · ``running job 42 (37%)``."""
+def status_line(slots: Sequence[SlotView], mode: str = "running") -> str:
+    """One line for systemd's STATUS=: ``idle, 2 slots`` · ``running job 42 (37%)``;
+    ``mode`` ``draining`` (``agent drain``) or ``stopping`` (a signal) says so first."""
     busy = [slot for slot in slots if slot.job is not None]
     if not busy:
-        return "drained, no job running" if draining else f"idle, {_count(len(slots), 'slot')}"
+        idle = f"idle, {_count(len(slots), 'slot')}"
+        if mode == "stopping":
+            return "stopping, no job running"
+        return f"drained (agent resume takes jobs again), {idle}" if mode == "draining" else idle
     jobs = ", ".join(
         f"{slot.job}" + ("" if slot.progress is None else f" ({slot.progress:.0%})")
         for slot in busy
     )
     text = f"running job{'s' if len(busy) > 1 else ''} {jobs}"
-    idle = len(slots) - len(busy)
-    if idle:
-        text += f"; {idle} of {len(slots)} slots idle"
-    return f"draining: {text}" if draining else text
+    idle_slots = len(slots) - len(busy)
+    if idle_slots:
+        text += f"; {idle_slots} of {len(slots)} slots idle"
+    return text if mode == "running" else f"{mode}: {text}"
 
 
 def _count(n: int, noun: str) -> str:

@@ -18,6 +18,9 @@ from pathlib import Path
 from executors.identity import JobUser, search_blocked
 
 PRIVATE = 0o700
+PID_FILE = "agent.pid"
+"""``state_dir/agent.pid``: the running ``agent run`` (``agent drain`` signals it)."""
+
 PASS_THROUGH = 0o711
 
 

@@ -49,14 +49,18 @@ def slot(index: int, job: int | None = None, progress: float | None = None) -> S
 
 
 def test_status_lines_for_systemd() -> None:
-    assert status_line([slot(0), slot(1)], draining=False) == "idle, 2 slots"
-    assert status_line([slot(0)], draining=False) == "idle, 1 slot"
-    assert status_line([slot(0, 42, 0.37)], draining=False) == "running job 42 (37%)"
-    assert status_line([slot(0, 42, 0.37), slot(1), slot(2, 43, None)], draining=False) == (
+    assert status_line([slot(0), slot(1)]) == "idle, 2 slots"
+    assert status_line([slot(0)]) == "idle, 1 slot"
+    assert status_line([slot(0, 42, 0.37)]) == "running job 42 (37%)"
+    assert status_line([slot(0, 42, 0.37), slot(1), slot(2, 43, None)]) == (
         "running jobs 42 (37%), 43; 1 of 3 slots idle"
     )
-    assert status_line([slot(0, 42, 0.5)], draining=True) == "draining: running job 42 (50%)"
-    assert status_line([slot(0)], draining=True) == "drained, no job running"
+    assert status_line([slot(0, 42, 0.5)], "stopping") == "stopping: running job 42 (50%)"
+    assert status_line([slot(0)], "stopping") == "stopping, no job running"
+    assert status_line([slot(0, 42, 0.5)], "draining") == "draining: running job 42 (50%)"
+    assert status_line([slot(0), slot(1)], "draining") == (
+        "drained (agent resume takes jobs again), idle, 2 slots"
+    )
 
 
 def test_slot_json_has_iso_time_and_elapsed() -> None:

@@ -27,6 +27,7 @@ from agent.commands.supervise import supervise
 from agent.logs import configure_logging
 from agent.server import RetryPolicies, RetryPolicy
 from tests.agent_harness import TEMPLATE_PARAMETERS, Harness, harness
+from tests.agent_processes import running, start_agent
 from tests.cli_process import agent_process, server_config, write_config
 from tests.servers import ServerUnderTest, free_port
 from tests.test_packaging import run_healthcheck
@@ -38,32 +39,6 @@ pytestmark = pytest.mark.anyio
 async def h(any_server: ServerUnderTest, tmp_path: Path) -> AsyncIterator[Harness]:
     async with harness(any_server, tmp_path) as value:
         yield value
-
-
-def start_agent(
-    config: Path, log: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    with log.open("ab") as stderr:
-        return subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env={**os.environ, **(env or {})},
-        )
-
-
-@contextmanager
-def running(process: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 async def get(url: str) -> httpx.Response:

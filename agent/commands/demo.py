@@ -28,6 +28,8 @@ from agent.jobuser import JobUserError, resolve_job_user
 from agent.outcome import EndReason
 from agent.server import ServerClient
 from agent.statedir import PASS_THROUGH, StateDirError, prepare, work_dir_problem
+from agent.submission import job_values as submission_values
+from agent.submission import spec_parts
 from executors import NodeError, find_mpiexec
 from executors.identity import JobUser, current_user, search_blocked
 
@@ -68,14 +70,10 @@ def load_example(name: str) -> dict[str, Any]:
 
 
 def job_values(example: dict[str, Any]) -> dict[str, Any]:
-    """Template parameter values for a sample: analysis, outputs and its variables."""
-    values: dict[str, Any] = {
-        "analysis": {"value": example["analysis"], "type": "JSON"},
-        "outputs": {"value": example.get("outputs", []), "type": "JSON"},
-    }
-    for name, value in example.get("parameters", {}).items():
-        values[name] = {"value": value, "type": "str"}
-    return values
+    """Template parameter values for a sample: analysis, outputs and its variables
+    (the same values ``agent submit`` sends)."""
+    parts = spec_parts(example)
+    return submission_values(parts.analysis, parts.outputs, parts.parameters)
 
 
 def has_mpiexec(settings: Settings) -> bool:

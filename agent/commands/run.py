@@ -73,6 +73,7 @@ async def _run_agent(
     max_jobs: int | None = None,
     observer: JobObserver | None = None,
     supervised: bool = False,
+    config: str | None = None,
 ) -> Agent:
     redactor = setup(settings)
     async with make_client(settings, redactor) as client:
@@ -81,7 +82,7 @@ async def _run_agent(
         agent = Agent(context, exit_when_idle=exit_when_idle, only_job=only_job, max_jobs=max_jobs)
         async with anyio.create_task_group() as group:
             if supervised:  # `agent run`: health endpoint and systemd notify
-                await group.start(supervise, agent)
+                await group.start(supervise, agent, config)
             group.start_soon(watch_signals, agent, settings.shutdown.drain_timeout)
             logger.info(
                 "agent starting",
@@ -113,7 +114,9 @@ def run_daemon(config: str | None, *, exit_when_idle: bool = False) -> int:
     job_user = job_user_or_exit(settings)
     outcome = _run_or_exit_code(
         settings,
-        lambda: _run_agent(settings, job_user, exit_when_idle=exit_when_idle, supervised=True),
+        lambda: _run_agent(
+            settings, job_user, exit_when_idle=exit_when_idle, supervised=True, config=config
+        ),
     )
     return outcome if isinstance(outcome, ExitCode) else ExitCode.SUCCESS
 

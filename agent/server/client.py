@@ -376,6 +376,17 @@ class ServerClient:
         )
         return Job.model_validate(response.json())
 
+    async def job_progress_at_least(self, pk: int, fraction: float) -> bool:
+        """Whether job ``pk``'s last reported progress is at least ``fraction``. The job
+        record has no progress field; the list filter on ``progress_amount`` is the only
+        way to read it."""
+        spec = filters.spec(
+            filters.all_of(
+                filters.exact("pk", pk), filters.compare("progress_amount", ">=", fraction)
+            )
+        )
+        return bool(await self.list_jobs(spec))
+
     async def acquire(self, pk: int, node: int) -> Job:
         """Take the job for ``node``. :class:`JobTaken` if another node won."""
         response = await self._call(
@@ -508,6 +519,16 @@ class ServerClient:
         template = Template.model_validate(response.json())
         self._templates[(template.pk, template.version)] = template
         return template
+
+    async def list_templates(self, spec: Mapping[str, Any]) -> list[Template]:
+        response = await self._call(
+            "POST",
+            "/v1/job-templates/list",
+            json=spec,
+            policy=self._policies.normal,
+            retry_500=True,
+        )
+        return _parse_list(Template, response.json())
 
     async def import_template(
         self,

@@ -43,3 +43,26 @@ PENDING_JOBS = spec(
 
 def node_by_address(ip: str, index: int) -> dict[str, Any]:
     return spec(all_of(exact("ip", ip), exact("index", index)))
+
+
+STARTED_JOBS = spec(
+    all_of(isnull("start_time", invert=True), isnull("end_time"), isnull("error_reason")),
+    order_by="start_time",
+)
+"""Jobs started and not ended: running on some node (or held by a lost one)."""
+
+ALL_NODES = spec(order_by="pk")
+
+
+def any_of(*expressions: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "or", "sub_expressions": list(expressions)}
+
+
+def compare(field: str, operator: str, value: float | str) -> dict[str, Any]:
+    """``field <operator> value``; operator one of ``<``, ``<=``, ``>``, ``>=``."""
+    return {"type": "compare", "field": field, "operator": operator, "value": value}
+
+
+def templates_named(name: str) -> dict[str, Any]:
+    """Every live version of the templates called ``name``, newest first."""
+    return spec(exact("name", name), order_by="version", ascending=False)
