@@ -70,6 +70,49 @@ class ServerConfig(_Section):
         return value.rstrip("/")
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from an integer or ``"80GiB"`` / ``"40 GB"`` / ``"512MiB"``."""
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("must be ≥ 0 bytes")
+        return value
+    match = _SIZE.match(value)
+    if match is None:
+        raise ValueError(f"not a size: {value!r} (e.g. 80GiB, 40GB or bytes)")
+    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()])
+
+
+class GpuDeclaration(_Section):
+    """A GPU named in the config, for hosts where NVML cannot be used."""
+
+    index: int = Field(ge=0)
+    memory: int | str | None = None
+    """Bytes, or a size such as ``"80GiB"``."""
+    compute_capability: str | None = Field(None, pattern=r"^\d+\.\d+$")
+    name: str = ""
+    uuid: str | None = None
+
+    @field_validator("memory")
+    @classmethod
+    def _size(cls, value: int | str | None) -> int | str | None:
+        return None if value is None else parse_size(value)
+
+
 class NodeConfig(_Section):
     ip: str | None = None
     """Address this agent's nodes are registered under; default: the host's address."""
@@ -80,6 +123,8 @@ class NodeConfig(_Section):
     """MiB jobs may use; default: the host's total memory."""
     queues: list[str] = Field(default_factory=list)
     """Queues this agent serves (Exabyte ``compute.queue``); empty: any queue."""
+    gpus: Literal["auto"] | list[int | GpuDeclaration] = "auto"
+    """``auto``: ask NVML (none found without a driver); or the GPUs, by index or in full."""
 
     @field_validator("cores")
     @classmethod

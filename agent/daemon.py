@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import structlog
@@ -28,6 +29,7 @@ from pydantic import ValidationError
 from agent import __version__
 from agent.cleanup import remove_job_dirs, stale_job_names
 from agent.config import Settings
+from agent.gpus import inventory, node_facts
 from agent.health import LoopClock, SlotView, why_not_ready
 from agent.host import host_ip, usable_cores, usable_memory_mb
 from agent.jobrun import AgentContext, JobReport, JobRun
@@ -38,6 +40,7 @@ from agent.server import (
     Forbidden,
     Job,
     JobTaken,
+    Node,
     NotFound,
     ServerError,
     ServerUnreachable,
@@ -102,7 +105,7 @@ def need_of(spec: RunSpec | SpecError) -> Need:
     """Resources a job asks for; an invalid spec needs one core (it only reports)."""
     if isinstance(spec, SpecError):
         return Need({"cores": 1})
-    return Need({"cores": spec.cores}, spec.memory_mb or 0, spec.queue)
+    return Need({"cores": spec.cores, "gpus": spec.gpus}, spec.memory_mb or 0, spec.queue)
 
 
 def resolve_spec(template: Template, job: Job) -> RunSpec | SpecError:
@@ -127,8 +130,11 @@ class Agent:
     def __post_init__(self) -> None:
         settings = self.context.settings
         self.ip = settings.node.ip or host_ip(settings.server.url)
+        self.gpus = inventory(settings.node.gpus)
+        """This host's GPUs (NVML or ``node.gpus``); every node of the agent may use them."""
         self.allocator = Allocator(
-            {"cores": usable_cores(settings.node)}, usable_memory_mb(settings.node)
+            {"cores": usable_cores(settings.node), "gpus": self.gpus.indices()},
+            usable_memory_mb(settings.node),
         )
         self._draining = False
         self._paused = False
@@ -148,6 +154,7 @@ class Agent:
             slots=lambda: len(self.slots),
             busy=lambda: sum(slot.job is not None for slot in self.slots),
             server_up=lambda: self.context.client.link.up,
+            gpus=len(self.gpus.gpus),
         )
 
     @property
@@ -197,6 +204,10 @@ class Agent:
             "ready": self.why_not_ready() is None,
             "not_ready_because": self.why_not_ready(),
             "stalled_loops": self.loops.stalled(),
+            "gpus": [
+                {"index": gpu.index, "uuid": gpu.uuid, "name": gpu.name, "memory": gpu.memory_bytes}
+                for gpu in self.gpus.gpus
+            ],
             "slots": [view.as_json(now) for view in self.slot_views()],
         }
 
@@ -227,16 +238,18 @@ class Agent:
         """Find or create this agent's nodes, recovering any interrupted job."""
         client = self.context.client
         await client.login(self.settings.server.startup_timeout)
-        cpu_mem_bytes = usable_memory_mb(self.settings.node) * 1024 * 1024
+        facts = await self._node_facts()
         self.slots = []
         for index in range(self.settings.node.slots):
             node = await client.find_node(self.ip, index)
-            if node is None:
-                try:
-                    node = await client.create_node(self.ip, index, cpu_mem=cpu_mem_bytes)
-                except (BadRequest, Forbidden) as exc:
-                    raise RegistrationRefused(self.ip, index, exc) from None
-                logger.info("node registered", node=node.pk, ip=self.ip, index=index)
+            try:
+                if node is None:
+                    node = await client.create_node(self.ip, index, **facts)
+                    logger.info("node registered", node=node.pk, ip=self.ip, index=index)
+                else:
+                    node = await self._update_facts(node, facts)
+            except (BadRequest, Forbidden) as exc:
+                raise RegistrationRefused(self.ip, index, exc) from None
             interrupted = self.context.journal.read(node.pk)
             await recover_node(
                 client,
@@ -263,6 +276,35 @@ class Agent:
             logger.error(
                 "this agent cannot run jobs: all are left to others", why=self._run_problem
             )
+
+    async def _node_facts(self) -> dict[str, Any]:
+        """What each node registers: memory in bytes and its GPUs' facts (nulls without
+        GPUs); the generation is looked up on the server by compute capability."""
+        gpu = node_facts(self.gpus)
+        generation = None
+        if gpu.compute_capability is not None:
+            generation = await self.context.client.hardware_generation(gpu.compute_capability)
+            if generation is None:
+                logger.warning(
+                    "the server knows no GPU generation for this compute capability:"
+                    " nodes register without one",
+                    compute_capability=gpu.compute_capability,
+                )
+        return {
+            "cpu_mem": usable_memory_mb(self.settings.node) * 1024 * 1024,
+            "gpu_mem": gpu.gpu_mem,
+            "driver_version": gpu.driver_version,
+            "hardware_generation": generation,
+        }
+
+    async def _update_facts(self, node: Node, facts: dict[str, Any]) -> Node:
+        """PATCH what changed since the node was registered (memory, GPUs, driver)."""
+        changed = {key: value for key, value in facts.items() if getattr(node, key) != value}
+        if not changed:
+            return node
+        updated = await self.context.client.update_node(node.pk, **changed)
+        logger.info("node facts updated", node=node.pk, changed=", ".join(sorted(changed)))
+        return updated
 
     def _remove_job_dirs(self, name: str, why: str) -> None:
         """Remove an ended job's directories (unless ``run.keep_job_dirs``)."""
@@ -493,7 +535,8 @@ class Agent:
     ) -> None:
         began = time.monotonic()
         slot.since = time.time()
-        slot.run = JobRun(self.context, job, slot.node, spec, allocation.cores)
+        gpus = tuple(self.gpus.by_index(index) for index in allocation.ids.get("gpus", ()))
+        slot.run = JobRun(self.context, job, slot.node, spec, allocation.cores, gpus)
         try:
             report = await slot.run.run()
         except Exception as exc:  # JobRun reports its own faults; this is a last resort

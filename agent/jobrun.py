@@ -22,6 +22,7 @@ from agent.calls import perform, start_on_server
 from agent.config import LogOutputConfig, Settings
 from agent.execution import Execution, StepOutcome, Watcher, make_executor, output_problems
 from agent.givebacks import GiveBackBook, gave_up_text, should_give_up
+from agent.gpus import Gpu, gpu_env
 from agent.journal import Journal, JournalEntry
 from agent.logs import bind_job_redactor
 from agent.metrics import AgentMetrics
@@ -190,8 +191,11 @@ class JobRun:
         node: int,
         spec: RunSpec | SpecError,
         cores: tuple[int, ...],
+        gpus: tuple[Gpu, ...] = (),
     ) -> None:
         self.context = context
+        self.gpus = gpus
+        """The GPUs assigned to this run (none: a CPU job, which sees no GPU)."""
         self.job = job
         self.node = node
         self.spec = spec
@@ -288,7 +292,7 @@ class JobRun:
             self.redactor,
             self.cores,
             self.marker,
-            extra_env={"AGENT_JOB_PK": str(self.job.pk)},
+            extra_env={"AGENT_JOB_PK": str(self.job.pk), **gpu_env(self.gpus)},
         )
         workspace.write_json("spec.json", {"job": self.job.pk, "spec": dataclasses.asdict(spec)})
         self._journal()
@@ -310,7 +314,13 @@ class JobRun:
             return StepOutcome(EndReason.TAKEN, lost)
         self._journal()
         self.context.metrics.jobs_started.inc()
-        self.log.info("job started", cores=list(self.cores), mpi=spec.use_mpi, ranks=spec.ranks)
+        self.log.info(
+            "job started",
+            cores=list(self.cores),
+            gpus=[gpu.index for gpu in self.gpus],
+            mpi=spec.use_mpi,
+            ranks=spec.ranks,
+        )
         if self.context.observer is not None:
             self.context.observer.started(self.job.pk, self.execution)
         watchers = [

@@ -68,6 +68,7 @@ class AgentMetrics:
             registry=registry,
         )
         self.slots = Gauge("agent_slots", "Node slots of this agent", registry=registry)
+        self.gpus = Gauge("agent_gpus", "GPUs jobs of this agent may use", registry=registry)
         self.slots_busy = Gauge(
             "agent_slots_busy", "Node slots running a job now", registry=registry
         )
@@ -115,9 +116,15 @@ class AgentMetrics:
         self.server_up.set(1)
 
     def watch(
-        self, *, slots: Callable[[], int], busy: Callable[[], int], server_up: Callable[[], bool]
+        self,
+        *,
+        slots: Callable[[], int],
+        busy: Callable[[], int],
+        server_up: Callable[[], bool],
+        gpus: int = 0,
     ) -> None:
         """Read these gauges from the agent itself at each scrape."""
+        self.gpus.set(gpus)
         self.slots.set_function(lambda: float(slots()))
         self.slots_busy.set_function(lambda: float(busy()))
         self.server_up.set_function(lambda: 1.0 if server_up() else 0.0)

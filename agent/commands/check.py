@@ -22,6 +22,7 @@ import anyio
 
 from agent.commands.common import make_client, make_redactor, settings_or_exit
 from agent.config import Settings, config_path
+from agent.gpus import inventory
 from agent.host import available_cores, host_ip, usable_cores, usable_memory_mb
 from agent.jobuser import JobUserError, exposure_warning, resolve_job_user
 from agent.outcome import ExitCode
@@ -123,6 +124,25 @@ def check_resources(settings: Settings) -> list[Finding]:
     return findings
 
 
+def check_gpus(settings: Settings) -> Finding:
+    """What GPUs jobs may use, and how they were found (NVML or ``node.gpus``)."""
+    found = inventory(settings.node.gpus)
+    details = [
+        " ".join(
+            part
+            for part in (
+                f"#{gpu.index}",
+                gpu.name,
+                f"{gpu.memory_bytes / 2**30:.0f} GiB" if gpu.memory_bytes else "",
+                f"cc {gpu.compute_capability}" if gpu.compute_capability else "",
+            )
+            if part
+        )
+        for gpu in found.gpus
+    ]
+    return Finding(Level.OK, "gpus", found.how + (f": {'; '.join(details)}" if details else ""))
+
+
 def check_password(settings: Settings) -> Finding | None:
     """A warning when the agent's password is too short to be masked as a bare word."""
     if len(settings.password) >= MIN_LITERAL_LENGTH:
@@ -212,6 +232,7 @@ def run_check(config: str | None) -> int:
         findings.append(weak)
     findings.extend(anyio.run(check_server, settings))
     findings.extend(check_resources(settings))
+    findings.append(check_gpus(settings))
     findings.append(check_memory_guard())
     findings.append(Finding(Level.OK, "subprocess", "available"))
     findings.append(check_mpi(settings))

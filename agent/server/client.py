@@ -27,6 +27,7 @@ from agent.redact import Redactor
 from agent.server import filters
 from agent.server.errors import (
     AuthError,
+    BadRequest,
     Conflict,
     JobTaken,
     ServerError,
@@ -345,6 +346,21 @@ class ServerClient:
             "POST", "/v1/nodes/create", json=body, policy=self._policies.normal
         )
         return Node.model_validate(response.json())
+
+    async def hardware_generation(self, compute_capability: str) -> int | None:
+        """The pk of the GPU generation covering ``compute_capability`` (``9.0`` →
+        Hopper), or None when the server has none for it (it answers 400)."""
+        try:
+            response = await self._call(
+                "GET",
+                f"/v1/hardware/get-hardware-generation/{quote(compute_capability, safe='.')}",
+                policy=self._policies.normal,
+                retry_500=True,
+            )
+        except BadRequest:
+            return None
+        pk = response.json().get("pk")
+        return pk if isinstance(pk, int) else None
 
     async def update_node(self, pk: int, **values: Any) -> Node:
         response = await self._call(

@@ -22,6 +22,7 @@ from agent.spec._checks import (
     Issues,
     byte_count,
     count,
+    count_or_zero,
     decode_json,
     digest,
     fail,
@@ -62,6 +63,7 @@ class _Resources:
     queue: str | None = None
     memory_mb: int | None = None
     core_type: str | None = None
+    gpus: int = 0
 
 
 def build_run_spec(
@@ -106,6 +108,7 @@ def build_run_spec(
         queue=resources.queue,
         memory_mb=resources.memory_mb,
         core_type=resources.core_type,
+        gpus=resources.gpus,
         input_files=_input_files(analysis.get("inputFiles"), f"{at}.inputFiles", issues),
         template_tasks=_template_tasks(
             analysis.get("templateTasks"), f"{at}.templateTasks", issues
@@ -289,6 +292,9 @@ def _hardware(analysis: Mapping[str, Any], at: str, issues: Issues) -> _Resource
             lambda: optional_count(hardware.get("memory"), f"{field}.memory"), None
         ),
         core_type=_core_type(hardware.get("coreType"), f"{field}.coreType", issues),
+        gpus=issues.attempt(
+            lambda: count_or_zero(hardware.get("gpusPerSlot"), f"{field}.gpusPerSlot"), 0
+        ),
     )
 
 

@@ -216,6 +216,15 @@ def byte_count(value: Any, field: str) -> int | None:
     return value
 
 
+def count_or_zero(value: Any, field: str) -> int:
+    """An integer ≥ 0 that defaults to 0 (a number of GPUs)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        fail(field, f"must be an integer ≥ 0, got {kind(value)}")
+    return value
+
+
 def count(value: Any, field: str) -> int:
     """An integer ≥ 1 that defaults to 1."""
     result = optional_count(value, field)

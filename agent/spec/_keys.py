@@ -47,7 +47,7 @@ KNOWN: Mapping[str, tuple[str, ...]] = {
     "exabyte": ("command", "envVars", "compute", *_ANALYSIS_COMMON),
     "sahara": ("type", "mains", "libs", "job_configs", *_ANALYSIS_COMMON),
     "analyses": ("analyses",),
-    "hardware": ("coresPerSlot", "slots", "walltime", "memory", "coreType"),
+    "hardware": ("coresPerSlot", "gpusPerSlot", "slots", "walltime", "memory", "coreType"),
     "coreType": ("code",),
     "compute": ("nodes", "ppn", "queue", "timeLimit"),
     "job_configs": ("args", "params", "configs"),

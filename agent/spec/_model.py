@@ -146,6 +146,8 @@ class RunSpec:
     memory_mb: int | None
     """``hardware.memory`` in MiB: an extension of the Rescale form."""
     core_type: str | None
+    gpus: int
+    """GPUs the job needs on this host (``hardware.gpusPerSlot``; 0: a CPU job)."""
     input_files: tuple[InputFile, ...]
     template_tasks: tuple[TemplateTask, ...]
     extra_files: tuple[tuple[str, FileSource], ...]
