@@ -116,7 +116,11 @@ class GpuDeclaration(_Section):
 class NodeConfig(_Section):
     ip: str | None = None
     """Address this agent's nodes are registered under; default: the host's address."""
-    slots: int = Field(1, ge=1)
+    slots: int | Literal["per-gpu"] = 1
+    """Jobs at once, one server node per slot; ``per-gpu``: one node per GPU (its index
+    the GPU's) plus ``cpu_slots`` nodes for CPU jobs."""
+    cpu_slots: int = Field(0, ge=0)
+    """With ``slots = "per-gpu"``: nodes for CPU jobs, registered after the GPU nodes."""
     cores: int | list[int] | None = None
     """How many cores (or which core ids) jobs may use; default: all this process may use."""
     memory: int | None = Field(None, ge=1)
@@ -125,6 +129,13 @@ class NodeConfig(_Section):
     """Queues this agent serves (Exabyte ``compute.queue``); empty: any queue."""
     gpus: Literal["auto"] | list[int | GpuDeclaration] = "auto"
     """``auto``: ask NVML (none found without a driver); or the GPUs, by index or in full."""
+
+    @field_validator("slots")
+    @classmethod
+    def _positive_slots(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError('must be ≥ 1, or "per-gpu"')
+        return value
 
     @field_validator("cores")
     @classmethod
@@ -383,14 +394,24 @@ def _describe_bad_env_json(environ: Mapping[str, str]) -> str:
     return "config: an AGENT_<SECTION>__<KEY> variable holds a list or table that is not JSON"
 
 
-def job_memory_limit_bytes(job_memory_mb: int | None, node: NodeConfig) -> int | None:
+def slot_count(node: NodeConfig, gpu_count: int) -> int:
+    """How many slots (nodes) the agent has: ``node.slots``, or one per GPU plus
+    ``node.cpu_slots`` with ``per-gpu``."""
+    if node.slots == "per-gpu":
+        return max(1, gpu_count + node.cpu_slots)
+    return node.slots
+
+
+def job_memory_limit_bytes(
+    job_memory_mb: int | None, node: NodeConfig, gpu_count: int = 0
+) -> int | None:
     """Bytes one job's run may use: its ``hardware.memory`` (MiB) when it gives one, else
     one slot's share of ``node.memory`` (``node.memory // node.slots`` MiB, at least 1),
     else None (no limit: the host's memory is not divided among slots by guesswork)."""
     if job_memory_mb is not None:
         return job_memory_mb * 1024 * 1024
     if node.memory is not None:
-        return max(1, node.memory // node.slots) * 1024 * 1024
+        return max(1, node.memory // slot_count(node, gpu_count)) * 1024 * 1024
     return None
 
 

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from agent import __version__
 from agent.cleanup import remove_job_dirs, stale_job_names
 from agent.config import Settings
-from agent.gpus import inventory, node_facts
+from agent.gpus import MemoryMonitor, inventory, node_facts
 from agent.health import LoopClock, SlotView, why_not_ready
 from agent.host import host_ip, usable_cores, usable_memory_mb
 from agent.jobrun import AgentContext, JobReport, JobRun
@@ -48,7 +48,15 @@ from agent.server import (
 )
 from agent.server.errors import field_errors
 from agent.server.link import log_failed_call
-from agent.slots import Allocation, Allocator, Need, why_never_fits
+from agent.slots import (
+    Allocation,
+    Allocator,
+    Need,
+    SlotPlan,
+    slot_plans,
+    why_never_fits,
+    why_no_slot_takes,
+)
 from agent.spec import RunSpec, SpecError, resolve_job_spec
 from agent.staging import why_inputs_cannot_fit
 from agent.statedir import private_dir, work_dir_problem
@@ -70,6 +78,16 @@ class RegistrationRefused(Exception):
         super().__init__(f"node registration ({ip}, {index}) refused ({error.status}): {reason}")
 
 
+class NoSlots(Exception):
+    """``node.slots = "per-gpu"`` on a host without GPUs, and no ``node.cpu_slots``."""
+
+    def __init__(self, gpus_found: str) -> None:
+        super().__init__(
+            f"node.slots = per-gpu, but no GPU ({gpus_found}) and node.cpu_slots = 0:"
+            " this agent would have no slot"
+        )
+
+
 class JobNotFound(Exception):
     """``run-once --job PK``: the server has no such job."""
 
@@ -83,6 +101,8 @@ class Slot:
     index: int
     node: int
     job: int | None = None
+    plan: SlotPlan = field(default_factory=lambda: SlotPlan(0))
+    """Which jobs this slot takes, and on which GPUs."""
     run: JobRun | None = None
     since: float = field(default_factory=time.time)
     """Wall-clock time the slot took its job, or became idle."""
@@ -136,6 +156,12 @@ class Agent:
             {"cores": usable_cores(settings.node), "gpus": self.gpus.indices()},
             usable_memory_mb(settings.node),
         )
+        self.context.gpu_count = len(self.gpus.gpus)
+        self.gpu_memory = MemoryMonitor(self.gpus)
+        """Memory in use per GPU (NVML only), for ``/status`` and ``/metrics``."""
+        self.plans = slot_plans(settings.node.slots, settings.node.cpu_slots, self.gpus.indices())
+        """The node slots: ``node.slots`` sharing the GPUs, or one per GPU (``per-gpu``)."""
+        self._unknown_capabilities: set[str] = set()
         self._draining = False
         self._paused = False
         """``agent drain``: take no new job until ``agent resume``; keep running."""
@@ -155,6 +181,7 @@ class Agent:
             busy=lambda: sum(slot.job is not None for slot in self.slots),
             server_up=lambda: self.context.client.link.up,
             gpus=len(self.gpus.gpus),
+            gpu_memory=self.gpu_memory.used,
         )
 
     @property
@@ -205,7 +232,13 @@ class Agent:
             "not_ready_because": self.why_not_ready(),
             "stalled_loops": self.loops.stalled(),
             "gpus": [
-                {"index": gpu.index, "uuid": gpu.uuid, "name": gpu.name, "memory": gpu.memory_bytes}
+                {
+                    "index": gpu.index,
+                    "uuid": gpu.uuid,
+                    "name": gpu.name,
+                    "memory": gpu.memory_bytes,
+                    "memory_used": self.gpu_memory.used().get(gpu.index),
+                }
                 for gpu in self.gpus.gpus
             ],
             "slots": [view.as_json(now) for view in self.slot_views()],
@@ -237,10 +270,13 @@ class Agent:
     async def register(self) -> None:
         """Find or create this agent's nodes, recovering any interrupted job."""
         client = self.context.client
+        if not self.plans:
+            raise NoSlots(self.gpus.how)
         await client.login(self.settings.server.startup_timeout)
-        facts = await self._node_facts()
         self.slots = []
-        for index in range(self.settings.node.slots):
+        for plan in self.plans:
+            index = plan.index
+            facts = await self._node_facts(plan)
             node = await client.find_node(self.ip, index)
             try:
                 if node is None:
@@ -260,7 +296,7 @@ class Agent:
             )
             if interrupted is not None and interrupted.workspace:
                 self._remove_job_dirs(Path(interrupted.workspace).name, "recovered")
-            self.slots.append(Slot(index, node.pk))
+            self.slots.append(Slot(index, node.pk, plan=plan))
         self.registered = True
         for name in stale_job_names(private_dir(self.settings.state_dir), time.time(), ()):
             self._remove_job_dirs(name, "stale: older than a day, no journal entry")
@@ -277,14 +313,15 @@ class Agent:
                 "this agent cannot run jobs: all are left to others", why=self._run_problem
             )
 
-    async def _node_facts(self) -> dict[str, Any]:
-        """What each node registers: memory in bytes and its GPUs' facts (nulls without
+    async def _node_facts(self, plan: SlotPlan) -> dict[str, Any]:
+        """What a node registers: memory in bytes and its GPUs' facts (nulls without
         GPUs); the generation is looked up on the server by compute capability."""
-        gpu = node_facts(self.gpus)
+        gpu = node_facts(self.gpus.subset(plan.gpus))
         generation = None
         if gpu.compute_capability is not None:
             generation = await self.context.client.hardware_generation(gpu.compute_capability)
-            if generation is None:
+            if generation is None and gpu.compute_capability not in self._unknown_capabilities:
+                self._unknown_capabilities.add(gpu.compute_capability)
                 logger.warning(
                     "the server knows no GPU generation for this compute capability:"
                     " nodes register without one",
@@ -465,10 +502,10 @@ class Agent:
             if never is not None:
                 self._skip(job.pk, never)
                 continue
-            allocation = self.allocator.allocate(need)
-            if allocation is None:
+            placed = self._place(need, free)
+            if placed is None:
                 continue  # fits later, when a running job ends
-            slot = free[0]
+            slot, allocation = placed
             try:
                 acquired = await client.acquire(job.pk, slot.node)
             except JobTaken:
@@ -484,6 +521,18 @@ class Agent:
             logger.info("job acquired", job=job.pk, node=slot.node)
             group.start_soon(self._run_job, acquired, slot, spec, allocation)
         return taken
+
+    def _place(self, need: Need, free: list[Slot]) -> tuple[Slot, Allocation] | None:
+        """A free slot that takes the job, and what it gets there (a per-gpu slot: its
+        own GPU); None when nothing fits now."""
+        for slot in free:
+            if not slot.plan.takes(need.ids.get("gpus", 0)):
+                continue
+            within = {"gpus": slot.plan.gpus} if slot.plan.gpus is not None else None
+            allocation = self.allocator.allocate(need, within)
+            if allocation is not None:
+                return slot, allocation
+        return None
 
     async def _template_of(self, job: Job) -> Template | None:
         """The job's template; None when it is unreadable (the job is left to others)."""
@@ -501,7 +550,7 @@ class Agent:
         declared inputs), or a queue it does not serve."""
         never = why_never_fits(
             need, self.allocator.capacity, self.allocator.memory_mb, self.settings.node.queues
-        )
+        ) or why_no_slot_takes(self.plans, need.ids.get("gpus", 0))
         if (
             never is None
             and isinstance(spec, RunSpec)

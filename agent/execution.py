@@ -65,6 +65,8 @@ class Execution:
     cores: tuple[int, ...]
     marker: str
     extra_env: dict[str, str] = field(default_factory=dict)
+    gpu_count: int = 0
+    """GPUs of the whole agent (the ``per-gpu`` layout's slot count depends on it)."""
     tracker: ProgressTracker = field(init=False)
     stop_reason: EndReason | None = None
     stop_error: str | None = None
@@ -106,7 +108,9 @@ class Execution:
             line_filter=self.redactor.redact,
             secret_finder=self.redactor,
             user=self.workspace.owner,
-            memory_limit_bytes=job_memory_limit_bytes(self.spec.memory_mb, self.settings.node),
+            memory_limit_bytes=job_memory_limit_bytes(
+                self.spec.memory_mb, self.settings.node, self.gpu_count
+            ),
         )
 
     @property

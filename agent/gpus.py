@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
@@ -42,9 +43,18 @@ class Inventory:
     driver_version: str | None
     how: str
     """How they were found, or why there are none (for ``agent check``)."""
+    source: str = "config"
+    """``nvml`` when NVML found them (it can then say how much memory is in use)."""
 
     def indices(self) -> list[int]:
         return [gpu.index for gpu in self.gpus]
+
+    def subset(self, indices: tuple[int, ...] | None) -> Inventory:
+        """These GPUs only (None: all of them)."""
+        if indices is None:
+            return self
+        chosen = tuple(gpu for gpu in self.gpus if gpu.index in indices)
+        return Inventory(chosen, self.driver_version, self.how, self.source)
 
     def by_index(self, index: int) -> Gpu:
         return next(gpu for gpu in self.gpus if gpu.index == index)
@@ -98,7 +108,66 @@ def from_nvml(load: Any = _load_nvml) -> Inventory:
         with contextlib.suppress(nvml.NVMLError):
             nvml.nvmlShutdown()
     how = f"{len(gpus)} found by NVML (driver {driver})" if gpus else "none: NVML sees no GPU"
-    return Inventory(tuple(gpus), driver, how)
+    return Inventory(tuple(gpus), driver, how, "nvml")
+
+
+MEMORY_READ_SECONDS = 10.0
+"""GPU memory in use is read from NVML at most this often (``/status``, ``/metrics``)."""
+
+
+class MemoryMonitor:
+    """Memory in use per GPU, from NVML, cached for :data:`MEMORY_READ_SECONDS`.
+
+    Only GPUs found by NVML are read; declared GPUs (no NVML) report nothing."""
+
+    def __init__(
+        self,
+        found: Inventory,
+        load: Any = _load_nvml,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._found = found
+        self._load = load
+        self._clock = clock
+        self._read_at: float | None = None
+        self._used: dict[int, int] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self._found.source == "nvml" and bool(self._found.gpus)
+
+    def used(self) -> dict[int, int]:
+        """Bytes in use per GPU index (empty without NVML)."""
+        if not self.enabled:
+            return {}
+        now = self._clock()
+        if self._read_at is not None and now - self._read_at < MEMORY_READ_SECONDS:
+            return self._used
+        self._read_at = now
+        self._used = self._read()
+        return self._used
+
+    def _read(self) -> dict[int, int]:
+        try:
+            nvml = self._load()
+        except ImportError:
+            return {}
+        try:
+            nvml.nvmlInit()
+        except nvml.NVMLError:
+            return {}
+        try:
+            return {
+                gpu.index: int(
+                    nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByIndex(gpu.index)).used
+                )
+                for gpu in self._found.gpus
+            }
+        except nvml.NVMLError:
+            return {}
+        finally:
+            with contextlib.suppress(nvml.NVMLError):
+                nvml.nvmlShutdown()
 
 
 def _text(value: str | bytes) -> str:

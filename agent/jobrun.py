@@ -69,6 +69,8 @@ class AgentContext:
     observer: JobObserver | None = None
     stop_message: str = "agent stopping"
     metrics: AgentMetrics = field(default_factory=AgentMetrics)
+    gpu_count: int = 0
+    """GPUs of this host jobs may use (set by the agent from its inventory)."""
 
 
 @dataclass
@@ -293,6 +295,7 @@ class JobRun:
             self.cores,
             self.marker,
             extra_env={"AGENT_JOB_PK": str(self.job.pk), **gpu_env(self.gpus)},
+            gpu_count=self.context.gpu_count,
         )
         workspace.write_json("spec.json", {"job": self.job.pk, "spec": dataclasses.asdict(spec)})
         self._journal()

@@ -69,6 +69,13 @@ class AgentMetrics:
         )
         self.slots = Gauge("agent_slots", "Node slots of this agent", registry=registry)
         self.gpus = Gauge("agent_gpus", "GPUs jobs of this agent may use", registry=registry)
+        self.gpu_memory_used = Gauge(
+            "agent_gpu_memory_used_bytes",
+            "Memory in use per GPU (NVML, read at most every 10 s; absent without NVML)",
+            ["gpu"],
+            registry=registry,
+        )
+        self._gpu_memory: Callable[[], dict[int, int]] = dict
         self.slots_busy = Gauge(
             "agent_slots_busy", "Node slots running a job now", registry=registry
         )
@@ -122,9 +129,11 @@ class AgentMetrics:
         busy: Callable[[], int],
         server_up: Callable[[], bool],
         gpus: int = 0,
+        gpu_memory: Callable[[], dict[int, int]] = dict,
     ) -> None:
         """Read these gauges from the agent itself at each scrape."""
         self.gpus.set(gpus)
+        self._gpu_memory = gpu_memory
         self.slots.set_function(lambda: float(slots()))
         self.slots_busy.set_function(lambda: float(busy()))
         self.server_up.set_function(lambda: 1.0 if server_up() else 0.0)
@@ -161,4 +170,6 @@ class AgentMetrics:
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
+        for index, used in self._gpu_memory().items():
+            self.gpu_memory_used.labels(str(index)).set(used)
         return generate_latest(self.registry)

@@ -78,13 +78,21 @@ class Allocator:
             return False
         return all(len(self._free.get(name, ())) >= count for name, count in need.ids.items())
 
-    def allocate(self, need: Need) -> Allocation | None:
+    def allocate(
+        self, need: Need, within: Mapping[str, Iterable[int]] | None = None
+    ) -> Allocation | None:
+        """Take what ``need`` asks, ids of a resource only from ``within`` when it names
+        that resource (a per-gpu slot's own GPU); None when it does not fit now."""
         if not self.fits(need):
             return None
         chosen: dict[str, tuple[int, ...]] = {}
         for name, count in need.ids.items():
-            ids = pick_ids(self._free[name], count)
-            assert ids is not None  # fits() said so
+            free = self._free[name]
+            if within is not None and name in within:
+                free = free & set(within[name])
+            ids = pick_ids(free, count)
+            if ids is None:
+                return None
             chosen[name] = ids
         for name, ids in chosen.items():
             self._free[name].difference_update(ids)
@@ -95,3 +103,42 @@ class Allocator:
         for name, ids in allocation.ids.items():
             self._free[name].update(ids)
         self._free_memory += allocation.memory_mb
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    """One node slot: its node ``index`` and the GPUs its jobs may use."""
+
+    index: int
+    gpus: tuple[int, ...] | None = None
+    """None: any of the agent's GPUs (the shared layout); ``()``: CPU jobs only; else
+    GPU jobs only, on these GPUs (``per-gpu``)."""
+
+    def takes(self, gpus_needed: int) -> bool:
+        """Whether a job needing ``gpus_needed`` GPUs may run in this slot."""
+        if self.gpus is None:
+            return True
+        if not self.gpus:
+            return gpus_needed == 0
+        return 1 <= gpus_needed <= len(self.gpus)
+
+
+def slot_plans(slots: int | str, cpu_slots: int, gpu_indices: Sequence[int]) -> list[SlotPlan]:
+    """``node.slots`` slots sharing every GPU, or ``per-gpu``: one slot per GPU whose
+    node index is the GPU's index (as the UFDL job launcher runs one launcher per GPU),
+    then ``cpu_slots`` CPU-only slots numbered after the highest GPU index."""
+    if slots != "per-gpu":
+        return [SlotPlan(index) for index in range(int(slots))]
+    plans = [SlotPlan(index, (index,)) for index in sorted(gpu_indices)]
+    first_cpu = max(gpu_indices, default=-1) + 1
+    plans += [SlotPlan(first_cpu + offset, ()) for offset in range(cpu_slots)]
+    return plans
+
+
+def why_no_slot_takes(plans: Sequence[SlotPlan], gpus_needed: int) -> str | None:
+    """Why no slot of this layout can ever run a job needing ``gpus_needed`` GPUs."""
+    if any(plan.takes(gpus_needed) for plan in plans):
+        return None
+    if gpus_needed == 0:
+        return "a CPU job, and this agent has no CPU slots (node.slots = per-gpu, cpu_slots = 0)"
+    return f"needs {gpus_needed} gpus, and each per-gpu slot has 1"

@@ -1,5 +1,5 @@
 """The reference server as a separate process (its memory is not ours), and helpers
-that the upload test and ``bench/upload_rss.py`` share."""
+that the upload test uses."""
 
 from __future__ import annotations
 

@@ -17,8 +17,19 @@ import httpx
 import pytest
 
 from agent.config import GpuDeclaration, load_config
-from agent.gpus import Gpu, Inventory, declared, device_list, from_nvml, gpu_env, node_facts
+from agent.gpus import (
+    Gpu,
+    Inventory,
+    MemoryMonitor,
+    declared,
+    device_list,
+    from_nvml,
+    gpu_env,
+    node_facts,
+)
+from agent.slots import slot_plans, why_no_slot_takes
 from tests.agent_harness import Harness, harness, job_writable
+from tests.cli_process import agent_process, write_config
 from tests.servers import ServerUnderTest
 
 pytestmark = pytest.mark.anyio
@@ -227,6 +238,28 @@ def test_nvml_devices_become_gpus() -> None:
         nvmlDeviceGetCudaComputeCapability=lambda handle: handle[3],
     )
     found = from_nvml(lambda: nvml)
+    assert found.source == "nvml"
+    reads = []
+    used = {0: 5 * 2**30, 1: 7 * 2**30}
+
+    def memory_info(handle: Any) -> SimpleNamespace:
+        reads.append(handle[0])
+        index = [d[0] for d in devices].index(handle[0])
+        return SimpleNamespace(total=handle[2], used=used[index])
+
+    now = [100.0]
+    monitor = MemoryMonitor(
+        found,
+        lambda: SimpleNamespace(**{**vars(nvml), "nvmlDeviceGetMemoryInfo": memory_info}),
+        clock=lambda: now[0],
+    )
+    assert monitor.used() == {0: 5 * 2**30, 1: 7 * 2**30}
+    used[0] = 0
+    now[0] = 109.0
+    assert monitor.used()[0] == 5 * 2**30 and len(reads) == 2  # read at most every 10 s
+    now[0] = 110.5
+    assert monitor.used()[0] == 0 and len(reads) == 4
+    assert MemoryMonitor(declared([0, 1])).used() == {}  # declared GPUs: no NVML to ask
     assert found.gpus == (
         Gpu(0, "GPU-1111", "NVIDIA A100", 40 * 2**30, "8.0"),
         Gpu(1, "GPU-2222", "H100", 80 * 2**30, "9.0"),
@@ -262,3 +295,66 @@ def test_device_lists_and_node_facts() -> None:
     assert facts.compute_capability == "9.0" and facts.gpu_mem == 1
     assert node_facts(Inventory((), None, "none")) == type(facts)(None, None, None)
     assert GpuDeclaration(index=0, memory="512MiB").memory == 512 * 2**20
+
+
+# ------------------------------------------------------------ the per-gpu layout
+
+
+def test_slot_plans() -> None:
+    shared = slot_plans(3, 5, [0, 1])
+    assert [(plan.index, plan.gpus) for plan in shared] == [(0, None), (1, None), (2, None)]
+    per_gpu = slot_plans("per-gpu", 2, [3, 1])
+    assert [(plan.index, plan.gpus) for plan in per_gpu] == [(1, (1,)), (3, (3,)), (4, ()), (5, ())]
+    assert [plan.takes(0) for plan in per_gpu] == [False, False, True, True]
+    assert [plan.takes(1) for plan in per_gpu] == [True, True, False, False]
+    assert why_no_slot_takes(per_gpu, 2) == "needs 2 gpus, and each per-gpu slot has 1"
+    assert why_no_slot_takes(slot_plans("per-gpu", 0, [0]), 0) == (
+        "a CPU job, and this agent has no CPU slots (node.slots = per-gpu, cpu_slots = 0)"
+    )
+    assert why_no_slot_takes(shared, 7) is None  # the GPU count is checked elsewhere
+
+
+async def test_per_gpu_slots_register_one_node_per_gpu_and_run_jobs_there(
+    h: Harness, tmp_path: Path
+) -> None:
+    hopper = await generation_pk(h, "9.0")
+    folder = job_writable(tmp_path)
+    two = await h.submit(gpu_job(folder, "two", 2))
+    first = await h.submit(gpu_job(folder, "first", 1, seconds=1))
+    second = await h.submit(gpu_job(folder, "second", 1, seconds=1))
+    cpu = await h.submit(gpu_job(folder, "cpu", 0))
+    settings = h.settings(
+        node={"ip": "127.0.0.34", "slots": "per-gpu", "cpu_slots": 1, "gpus": TWO_GPUS, "cores": 2}
+    )
+    async with h.agent(settings, exit_when_idle=True) as agent:
+        reports = await agent.run()
+    nodes = {slot.index: await h.admin.get_node(slot.node) for slot in agent.slots}
+    assert sorted(nodes) == [0, 1, 2]  # node index = GPU index, then the CPU slot
+    assert nodes[0].gpu_mem == nodes[1].gpu_mem == 80 * 2**30
+    assert nodes[0].hardware_generation == nodes[1].hardware_generation == hopper
+    assert nodes[2].gpu_mem is None and nodes[2].hardware_generation is None
+    assert sorted(report.job for report in reports) == sorted([first, second, cpu])
+    assert agent.why_not_taken(two) == "needs 2 gpus, and each per-gpu slot has 1"
+    index_of = {node.pk: index for index, node in nodes.items()}
+    for pk, name in ((first, "first"), (second, "second")):
+        index = index_of[(await h.job(pk)).node]  # type: ignore[index]
+        uuid = TWO_GPUS[index]["uuid"]
+        assert seen_by(folder, name) == f"{uuid}|{uuid}|1"  # the GPU of its node's index
+    assert (await h.job(cpu)).node == nodes[2].pk
+    assert seen_by(folder, "cpu") == "|void|0"
+
+
+async def test_per_gpu_without_gpus_or_cpu_slots_is_one_line(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "agent.toml",
+        "http://127.0.0.1:9",
+        "node",
+        "node",
+        node={"slots": "per-gpu", "gpus": []},
+    )
+    result = agent_process("run", "--config", str(config), timeout=60)
+    assert result.returncode == 2
+    assert [line for line in result.stderr.splitlines() if not line.startswith("{")] == [
+        "agent: node.slots = per-gpu, but no GPU (0 declared in node.gpus) and"
+        " node.cpu_slots = 0: this agent would have no slot"
+    ]

@@ -28,6 +28,7 @@ from agent.jobuser import JobUserError, exposure_warning, resolve_job_user
 from agent.outcome import ExitCode
 from agent.redact import MIN_LITERAL_LENGTH
 from agent.server import AuthError, ServerError, ServerUnreachable
+from agent.slots import SlotPlan, slot_plans
 from agent.statedir import work_dir_problem
 from executors import mpi as mpi_executor
 from executors.base import NodeError
@@ -113,15 +114,29 @@ def check_resources(settings: Settings) -> list[Finding]:
                 Level.FAIL, "cores", f"node.cores names cores {missing} this process may not use"
             )
         )
-    if settings.node.slots > len(cores):
+    slots = len(plans_of(settings))
+    if slots > len(cores):
         findings.append(
             Finding(
                 Level.WARN,
                 "slots",
-                f"{settings.node.slots} slots but only {len(cores)} cores: some slots will wait",
+                f"{slots} slots but only {len(cores)} cores: some slots will wait",
+            )
+        )
+    if slots == 0:
+        findings.append(
+            Finding(
+                Level.FAIL,
+                "slots",
+                "node.slots = per-gpu, no GPU found and node.cpu_slots = 0: no slot at all",
             )
         )
     return findings
+
+
+def plans_of(settings: Settings) -> list[SlotPlan]:
+    node = settings.node
+    return slot_plans(node.slots, node.cpu_slots, inventory(node.gpus).indices())
 
 
 def check_gpus(settings: Settings) -> Finding:
@@ -197,7 +212,7 @@ async def check_server(settings: Settings) -> list[Finding]:
             ]
         findings.append(Finding(Level.OK, "server", f"{settings.server.url} answers"))
         findings.append(Finding(Level.OK, "auth", f"logged in as {settings.server.username!r}"))
-        for index in range(settings.node.slots):
+        for index in (plan.index for plan in plans_of(settings)):
             try:
                 node = await client.find_node(ip, index)
             except (ServerError, ServerUnreachable) as exc:

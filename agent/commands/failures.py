@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.daemon import JobNotFound, RegistrationRefused
+from agent.daemon import JobNotFound, NoSlots, RegistrationRefused
 from agent.healthserver import HealthListenError
 from agent.outcome import ExitCode
 from agent.server import AuthError, RateLimited, ServerError, ServerUnreachable
@@ -41,7 +41,7 @@ def _explain_one(exc: BaseException, url: str) -> Failure | None:
         return Failure(ExitCode.REFUSED, f"agent: {url}: {exc.detail}")
     if isinstance(exc, RegistrationRefused):
         return Failure(ExitCode.REFUSED, f"agent: {url}: {exc}")
-    if isinstance(exc, HealthListenError):
+    if isinstance(exc, HealthListenError | NoSlots):
         return Failure(ExitCode.USAGE, f"agent: {exc}")
     if isinstance(exc, JobNotFound):
         return Failure(ExitCode.NO_SUCH_JOB, f"agent: {exc} ({url})")

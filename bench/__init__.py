@@ -1,0 +1,1 @@
+"""The bench suite: `python -m bench [--quick] [BENCH ...]` (see bench/run.py)."""

@@ -1,0 +1,352 @@
+"""Benches of bulk data: a job's log (1 GiB to stdout) and a 1 GiB output upload."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import (
+    GIB,
+    MIB,
+    PYTHON,
+    REPO,
+    Admin,
+    Measured,
+    Outcome,
+    agent,
+    agent_config,
+    agent_problems,
+    bench_dir,
+    clean_env,
+    devserver,
+    fmt_ratio,
+    shared_dir,
+    wait_for,
+)
+
+GENERATOR = """\
+import sys
+mode, mib = sys.argv[1], int(sys.argv[2])
+block = (b"x" * 1023 + b"\\n") * 1024 if mode == "lines" else b"x" * (1 << 20)
+write = sys.stdout.buffer.write
+for _ in range(mib):
+    write(block)
+sys.stdout.buffer.flush()
+"""
+"""The job: one process writing 1 MiB blocks (of 1 KiB lines, or without a newline)
+from one prepared buffer, so that it costs next to nothing itself."""
+
+
+def _generator(shared: Path) -> Path:
+    path = shared / "gen.py"
+    path.write_text(GENERATOR)
+    path.chmod(0o644)
+    return path
+
+
+def _stamp(path: Path) -> str:
+    """A shell command writing the time to ``path`` at once (written aside, then renamed:
+    ``path`` never exists empty, which a poller would read as the time)."""
+    return f"date +%s.%N > {path}.part && mv {path}.part {path}"
+
+
+def _read_stamp(path: Path) -> float:
+    return float(path.read_text().strip())
+
+
+# ----------------------------------------------------------------- log
+
+
+def _log_case(folder: Path, mode: str, mib: int) -> dict[str, Any]:
+    shared = shared_dir(folder)
+    generate = f"python3 {_generator(shared)} {mode} {mib}"
+    size = mib * MIB
+
+    # the floor: the same job, its stdout into a file
+    t0, t1 = shared / f"floor-{mode}.t0", shared / f"floor-{mode}.t1"
+    sink = folder / f"floor-{mode}.out"
+    floor_cmd = f"{_stamp(t0)} && {generate} > {sink} && {_stamp(t1)}"
+    subprocess.run(["sh", "-c", floor_cmd], check=True)
+    floor_wall = _read_stamp(t1) - _read_stamp(t0)
+    assert sink.stat().st_size == size, sink.stat().st_size
+    sink.unlink()
+
+    # the agent
+    t0, t1 = shared / f"agent-{mode}.t0", shared / f"agent-{mode}.t1"
+    with devserver(folder / f"server-{mode}") as server:
+        admin = Admin(server)
+        admin.create_job(f"{_stamp(t0)} && {generate} && {_stamp(t1)}")
+        admin.close()
+        config = agent_config(
+            folder / f"agent-{mode}",
+            server.url,
+            *server.node,
+            run={"max_log_bytes": 2 * size + GIB},
+        )
+        proc = agent(config, idle_exit=False, sample=0.02)
+        if not wait_for(lambda: t0.exists() or not proc.running, 60, period=0.002) or (
+            not t0.exists()
+        ):
+            proc.kill()
+            proc.wait(30)
+            raise RuntimeError(f"the job never started: {agent_problems(config)}")
+        cpu0 = proc.cpu()
+        server_cpu0 = server.cpu_seconds()
+        if not wait_for(t1.exists, 600, period=0.002):
+            proc.kill()
+            proc.wait(30)
+            raise RuntimeError("the job did not end within 600 s")
+        cpu1 = proc.cpu()
+        proc.sample_now()
+        server_cpu = server.cpu_seconds() - server_cpu0
+        peak = proc.peak_rss
+        wall = _read_stamp(t1) - _read_stamp(t0)
+        time.sleep(0.5)  # the agent takes in the pipe's last bytes
+        logs = list((folder / f"agent-{mode}" / "state").rglob("*.log"))
+        log_size = max((p.stat().st_size for p in logs), default=0)
+        # What follows is the upload of the 1 GiB log, which the reference server cannot
+        # hold: not measured, the agent is stopped here.
+        proc.kill()
+        proc.wait(30)
+    return {
+        "floor": floor_wall,
+        "wall": wall,
+        "cpu": cpu1 - cpu0,
+        "per_gib": (cpu1 - cpu0) / (size / GIB),
+        "peak": peak,
+        "server_share": server_cpu / wall,
+        "log_size": log_size,
+        "size": size,
+    }
+
+
+def log(quick: bool) -> Outcome:
+    mib = 16 if quick else 1024
+    out = Outcome("log")
+    with bench_dir("log") as folder:
+        for mode, label in (("lines", "1 KiB lines"), ("raw", "no newline")):
+            case = _log_case(folder, mode, mib)
+            ratio = case["wall"] / case["floor"]
+            out.row(
+                f"{label}: {mib} MiB in {case['wall']:.2f} s ({mib / case['wall']:.0f} MiB/s)",
+                f"{case['floor']:.2f} s (sh > file)",
+                fmt_ratio(ratio),
+                "≤ 1.20\u00d7",
+                ratio <= 1.2,
+            )
+            out.row(
+                f"{label}: agent CPU {case['per_gib']:.2f} s per GiB",
+                target="≤ 0.30 s/GiB",
+                passed=case["per_gib"] <= 0.3,
+            )
+            out.row(
+                f"{label}: agent peak RSS {case['peak'] / MIB:.0f} MiB",
+                target="≤ 80 MiB",
+                passed=case["peak"] <= 80 * MIB,
+            )
+            out.note(
+                f"{label}: agent CPU {case['cpu']:.2f} s over {case['wall']:.2f} s "
+                f"({case['cpu'] / case['wall'] * 100:.0f}% of a core); log file "
+                f"{case['log_size'] / MIB:.0f} MiB of {case['size'] / MIB:.0f} MiB printed; "
+                f"server CPU {case['server_share'] * 100:.0f}% of a core meanwhile"
+            )
+    out.note("after the job the agent's upload of its log is not measured: the agent is stopped")
+    return out
+
+
+# ----------------------------------------------------------------- upload
+
+
+CURL_NOTE = (
+    "floor: `curl -X POST -T FILE` (streams the file, like the agent), not `--data-binary "
+    "@FILE`: curl 7.88 reads --data-binary files into memory and refuses 1 GiB ('out of "
+    "memory', its cap is just under 1 GiB)"
+)
+
+
+class Sink:
+    """``bench/sink_proxy.py`` in front of a server; collects its upload records."""
+
+    def __init__(self, upstream: str) -> None:
+        self.process = subprocess.Popen(
+            [PYTHON, "-m", "bench.sink_proxy", upstream],
+            cwd=REPO,
+            env=clean_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().split()[-1]
+        self.records: list[dict[str, Any]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.records.append(json.loads(line))
+
+    def record(self, job: int, timeout: float) -> dict[str, Any]:
+        prefix = f"/v1/jobs/{job}/outputs/"
+
+        def found() -> dict[str, Any] | None:
+            return next((r for r in self.records if r["path"].startswith(prefix)), None)
+
+        if not wait_for(lambda: found() is not None, timeout, period=0.01):
+            raise RuntimeError(f"no upload for job {job} within {timeout} s")
+        record = found()
+        assert record is not None
+        return record
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _started_job_for_curl(
+    url: str, admin: Admin, user: str, password: str
+) -> tuple[int, dict[str, str]]:
+    """A job acquired and started by a node of the node user: (pk, its auth headers)."""
+    with httpx.Client(base_url=url, timeout=60) as http:
+        reply = http.post("/v1/auth/obtain", json={"username": user, "password": password})
+        reply.raise_for_status()
+        headers = {"Authorization": f"Bearer {reply.json()['access']}"}
+        node = http.post(
+            "/v1/nodes/create",
+            json={
+                "ip": "127.0.0.9",
+                "index": 0,
+                "cpu_mem": 1 << 30,
+                "gpu_mem": None,
+                "driver_version": None,
+                "hardware_generation": None,
+            },
+            headers=headers,
+        )
+        node.raise_for_status()
+        headers["Node-Id"] = str(node.json()["pk"])
+        pk = admin.create_job("true")
+        http.get(f"/v1/jobs/{pk}/acquire", headers=headers).raise_for_status()
+        http.post(
+            f"/v1/jobs/{pk}/start", json={"send_notification": ""}, headers=headers
+        ).raise_for_status()
+    return pk, headers
+
+
+def upload(quick: bool) -> Outcome:
+    mib = 64 if quick else 1024
+    size = mib * MIB
+    out = Outcome("upload")
+    with bench_dir("upload") as folder, devserver(folder / "server") as server:
+        shared = shared_dir(folder)
+        generator = _generator(shared)
+        sink = Sink(server.url)
+        try:
+            admin = Admin(server)
+            # the floor: curl streaming the file (-T; see CURL_NOTE), the node's token and
+            # Node-Id
+            pk, headers = _started_job_for_curl(sink.url, admin, *server.node)
+            big = folder / "curl.bin"
+            subprocess.run(f"python3 {generator} raw {mib} > {big}", shell=True, check=True)
+            curl = [
+                "curl",
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-X",
+                "POST",
+                "-T",
+                str(big),
+                "-H",
+                "Expect:",
+                "-H",
+                "Content-Type: application/octet-stream",
+                "-H",
+                "Content-Disposition: attachment; filename=big.bin",
+            ]
+            for key, value in headers.items():
+                curl += ["-H", f"{key}: {value}"]
+            began = time.time()
+            curl_proc = Measured(
+                [*curl, f"{sink.url}/v1/jobs/{pk}/outputs/big/bin"],
+                sample=0.01,
+                log=folder / "curl.err",
+            )
+            curl_code = curl_proc.wait(600)
+            if curl_code != 0:
+                error = (folder / "curl.err").read_text(errors="replace").strip()
+                raise RuntimeError(f"curl exited {curl_code}: {error}")
+            curl_record = sink.record(pk, 30)
+            curl_time = curl_record["end"] - began
+            big.unlink()
+
+            # the agent: a job writing the file, declared as an output
+            done = shared / "upload.t1"
+            job = admin.create_job(
+                f"python3 {generator} raw {mib} > big.bin && {_stamp(done)}",
+                outputs=[{"name": "big", "type": "bin", "path": "big.bin"}],
+            )
+            admin.close()
+            config = agent_config(folder / "agent", sink.url, *server.node)
+            proc = agent(config, sample=0.01, trace=True)
+            code = proc.wait(600)
+            record = sink.record(job, 30)
+            problems = agent_problems(config)
+            ended = _read_stamp(done)
+        finally:
+            sink.stop()
+    agent_time = record["end"] - ended
+    trace = proc.trace or []
+    before = [rss for at, rss, _ in trace if at <= ended]
+    during = [rss for at, rss, _ in trace if ended <= at <= record["end"] + 0.05]
+    cpu_during = [cpu for at, _, cpu in trace if ended <= at <= record["end"] + 0.05]
+    baseline = before[-1] if before else 0
+    growth = max(during, default=baseline) - baseline
+    ratio = agent_time / curl_time
+    out.row(
+        f"{mib} MiB output in {agent_time:.2f} s ({mib / agent_time:.0f} MiB/s)",
+        f"curl {curl_time:.2f} s",
+        fmt_ratio(ratio),
+        "≤ 1.30\u00d7",
+        ratio <= 1.3 and record["bytes"] == size and code == 0,
+    )
+    out.row(
+        f"agent RSS growth {growth / MIB:.1f} MiB during the upload",
+        target="≤ 30 MiB",
+        passed=growth <= 30 * MIB and bool(during),
+    )
+    out.note(CURL_NOTE)
+    out.note(
+        "server: the reference server behind bench/sink_proxy.py, which reads and discards "
+        "upload bodies (the reference server keeps outputs as SQLite blobs, limit "
+        "1,000,000,000 bytes: it cannot hold 1 GiB); timed at the sink from the request line "
+        "to the last byte"
+    )
+    upload_cpu = cpu_during[-1] - cpu_during[0] if len(cpu_during) > 1 else 0.0
+    out.note(
+        f"agent: job exit → upload request {record['start'] - ended:.2f} s, request "
+        f"{record['end'] - record['start']:.2f} s, {record['bytes'] / MIB:.0f} MiB received; "
+        f"agent CPU in that time {upload_cpu:.2f} s; "
+        f"RSS {baseline / MIB:.0f} MiB before, peak {max(during, default=0) / MIB:.0f} MiB; "
+        f"agent exit code {code}"
+    )
+    out.note(
+        f"curl: start → request {curl_record['start'] - began:.2f} s, request "
+        f"{curl_record['end'] - curl_record['start']:.2f} s, "
+        f"{curl_record['bytes'] / MIB:.0f} MiB received; curl peak RSS "
+        f"{curl_proc.peak_rss / MIB:.0f} MiB; exit code {curl_code}"
+    )
+    if problems:
+        out.note(f"agent logged: {'; '.join(sorted(set(problems))[:5])}")
+    return out

@@ -1,0 +1,435 @@
+"""Benches of many small jobs: overhead (reference and real server), throughput, noisy
+neighbour, contention."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from bench.common import (
+    PYTHON,
+    Admin,
+    Measured,
+    Outcome,
+    Seen,
+    Server,
+    UfdlServer,
+    agent,
+    agent_config,
+    agent_events,
+    agent_problems,
+    bench_dir,
+    devserver,
+    fmt_ratio,
+    job_calls,
+    per_job_calls,
+    timestamp,
+    wait_for,
+)
+
+
+@dataclass
+class Batch:
+    """One run of ``jobs`` `true` jobs by one process (the agent or the floor script)."""
+
+    who: str
+    jobs: int
+    finished: int
+    wall: float
+    cpu: float
+    server_cpu: float
+    calls: int
+    breakdown: str
+    problems: list[str]
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.wall
+
+    @property
+    def server_share(self) -> float:
+        return self.server_cpu / self.wall
+
+
+def run_batch(
+    server: Server, folder: Path, jobs: int, *, floor: bool, slots: int = 1, ip: str = "127.0.0.4"
+) -> Batch:
+    """Create ``jobs`` `true` jobs, then run them all with one process (start-up included)."""
+    admin = Admin(server)
+    pks = [admin.create_job("true") for _ in range(jobs)]
+    admin.close()
+    server.requests()
+    server_cpu = server.cpu_seconds()
+    problems: list[str] = []
+    if floor:
+        proc = Measured([PYTHON, "-m", "bench.floor_client", server.url, *server.node, ip])
+        code = proc.wait(600)
+        who = "floor script"
+        if code != 0:
+            problems.append(f"floor script exited {code}")
+    else:
+        config = agent_config(folder, server.url, *server.node, ip=ip, slots=slots)
+        proc = agent(config)
+        code = proc.wait(600)
+        who = f"agent, {slots} slot(s)"
+        problems = agent_problems(config)
+        if code != 0:
+            problems.append(f"agent exited {code}")
+    server_cpu = server.cpu_seconds() - server_cpu
+    seen = server.requests()
+    finished = job_calls(seen, "finish")
+    return Batch(
+        who=who,
+        jobs=jobs,
+        finished=sum(1 for pk in pks if finished[pk]),
+        wall=proc.wall,
+        cpu=proc.cpu(),
+        server_cpu=server_cpu,
+        calls=len(seen),
+        breakdown=per_job_calls(seen, jobs),
+        problems=problems,
+    )
+
+
+def describe(batch: Batch) -> str:
+    text = (
+        f"{batch.who}: {batch.finished}/{batch.jobs} jobs in {batch.wall:.2f} s "
+        f"({batch.rate:.1f} jobs/s, {batch.wall / batch.jobs * 1000:.1f} ms/job), "
+        f"its CPU {batch.cpu / batch.jobs * 1000:.1f} ms/job; "
+        f"server CPU {batch.server_share * 100:.0f}% of one core; "
+        f"{batch.calls / batch.jobs:.2f} server calls/job ({batch.breakdown})"
+    )
+    if batch.problems:
+        text += f"; logged: {'; '.join(sorted(set(batch.problems))[:5])}"
+    return text
+
+
+_ONE_SLOT: dict[int, Batch] = {}
+"""The 1-slot agent batch of this run, by job count (throughput reuses overhead's)."""
+
+
+def overhead(quick: bool) -> Outcome:
+    jobs = 30 if quick else 300
+    out = Outcome("overhead")
+    with bench_dir("overhead") as folder:
+        with devserver(folder / "floor") as server:
+            floor = run_batch(server, folder / "floor", jobs, floor=True)
+        with devserver(folder / "agent") as server:
+            one = run_batch(server, folder / "agent", jobs, floor=False)
+    _ONE_SLOT[jobs] = one
+    ratio = floor.rate / one.rate
+    out.row(
+        f"{one.rate:.1f} jobs/s ({jobs} \u00d7 true, 1 slot)",
+        f"{floor.rate:.1f} jobs/s",
+        fmt_ratio(ratio),
+        "≤ 1.30\u00d7",
+        ratio <= 1.3 and one.finished == jobs,
+    )
+    out.row(
+        f"{one.calls / jobs:.2f} server calls/job",
+        f"{floor.calls / jobs:.2f}",
+        fmt_ratio(one.calls / floor.calls),
+        "report",
+    )
+    out.row(f"server CPU {one.server_share * 100:.0f}% of a core (agent run)")
+    out.note(describe(floor))
+    out.note(describe(one))
+    return out
+
+
+def overhead_ufdl(quick: bool) -> Outcome:
+    jobs = 10 if quick else 50
+    out = Outcome("overhead-ufdl")
+    with bench_dir("ufdl") as folder:
+        try:
+            server = UfdlServer(folder)
+        except RuntimeError as exc:
+            out.row(f"not run: {exc}", target="≤ 1.10\u00d7", passed=False)
+            return out
+        try:
+            server.reset()
+            floor = run_batch(server, folder / "floor", jobs, floor=True)
+            server.reset()
+            one = run_batch(server, folder / "agent", jobs, floor=False)
+        finally:
+            server.stop()
+    ratio = floor.rate / one.rate
+    out.row(
+        f"{one.rate:.2f} jobs/s ({jobs} \u00d7 true, real backend)",
+        f"{floor.rate:.2f} jobs/s",
+        fmt_ratio(ratio),
+        "≤ 1.10\u00d7",
+        ratio <= 1.1 and one.finished == jobs,
+    )
+    out.row(
+        f"{one.calls / jobs:.2f} server calls/job",
+        f"{floor.calls / jobs:.2f}",
+        fmt_ratio(one.calls / floor.calls),
+    )
+    out.row(f"server CPU {one.server_share * 100:.0f}% of a core (agent run)")
+    out.note(describe(floor))
+    out.note(describe(one))
+    return out
+
+
+def throughput(quick: bool) -> Outcome:
+    jobs = 30 if quick else 300
+    out = Outcome("throughput")
+    with bench_dir("throughput") as folder:
+        one = _ONE_SLOT.get(jobs)
+        if one is None:
+            with devserver(folder / "one") as server:
+                one = run_batch(server, folder / "one", jobs, floor=False)
+            out.note(describe(one))
+        else:
+            out.note("1-slot figure: the overhead bench's agent run")
+        with devserver(folder / "two") as server:
+            two = run_batch(server, folder / "two", jobs, floor=False, slots=2)
+    ratio = two.rate / one.rate
+    out.row(
+        f"{two.rate:.1f} jobs/s (2 slots)",
+        f"{one.rate:.1f} jobs/s (1 slot)",
+        fmt_ratio(ratio),
+        "≥ 1.70\u00d7",
+        ratio >= 1.7 and two.finished == jobs,
+    )
+    out.row(f"server CPU {two.server_share * 100:.0f}% of a core (2 slots)")
+    out.note(describe(two))
+    return out
+
+
+# ----------------------------------------------------------------- noisy neighbour
+
+
+@dataclass
+class Neighbour:
+    batch_wall: float
+    finished: int
+    long_still_running: bool
+    cancel_to_gone: float | None
+    cancel_to_last_call: float | None
+    cancel_to_ended: float | None
+    server_share: float
+    agent_cpu: float
+    problems: list[str]
+
+
+def _job_pids(agent_proc: Measured) -> set[psutil.Process]:
+    try:
+        return set(agent_proc.ps.children(recursive=True))
+    except psutil.Error:
+        return set()
+
+
+def neighbour_phase(folder: Path, *, noisy: bool, jobs: int, window: float) -> Neighbour:
+    """Slot 1 holds a long job (noisy: `yes`; quiet: `sleep`); slot 2 runs ``jobs``
+    `true` jobs. The long job is cancelled once the batch is done (or after ``window``
+    seconds); the batch wall is first acquire → last finish on the server."""
+    with devserver(folder) as server:
+        admin = Admin(server)
+        config = agent_config(folder / "agent", server.url, *server.node, slots=2)
+        proc = agent(config, idle_exit=False)
+        long_cmd = "exec timeout 300 yes" if noisy else "exec sleep 300"
+        long_pk = admin.create_job(long_cmd)
+        admin.wait_started(long_pk)
+        time.sleep(0.5)
+        long_procs = _job_pids(proc)
+        server.requests()
+        server_cpu, agent_cpu, began = server.cpu_seconds(), proc.cpu(), time.monotonic()
+        pks = [admin.create_job("true") for _ in range(jobs)]
+        seen: list[Seen] = []
+
+        def batch_done() -> bool:
+            seen.extend(server.requests())
+            finished = job_calls(seen, "finish")
+            return all(finished[pk] for pk in pks)
+
+        in_window = wait_for(batch_done, window, period=0.1)
+        long_running = in_window and any(
+            p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in long_procs
+        )
+        cancelled = time.time()
+        admin.cancel(long_pk)
+        gone = None
+        if wait_for(
+            lambda: (
+                not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in long_procs)
+            ),
+            30,
+            period=0.005,
+        ):
+            gone = time.time() - cancelled
+        ended_ok = wait_for(
+            lambda: any(e.get("job") == long_pk for e in agent_events(config, "job ended")),
+            60,
+            period=0.02,
+        )
+        wait_for(batch_done, 120, period=0.1)
+        server_cpu = server.cpu_seconds() - server_cpu
+        agent_cpu = proc.cpu() - agent_cpu
+        elapsed = time.monotonic() - began
+        proc.stop()
+        seen.extend(server.requests())
+        admin.close()
+    acquired = [
+        s.time for s in seen if s.status == 200 and _pk_of(s) in pks and "acquire" in s.path
+    ]
+    finishes = [s.time for s in seen if s.status == 200 and _pk_of(s) in pks and "finish" in s.path]
+    long_calls = [  # the agent's calls about the long job since the cancel (not the cancel)
+        s.time
+        for s in seen
+        if _pk_of(s) == long_pk and s.time >= cancelled and not s.path.endswith("/cancel")
+    ]
+    ended = None
+    if ended_ok:
+        record = next(e for e in agent_events(config, "job ended") if e.get("job") == long_pk)
+        ended = timestamp(record["timestamp"]) - cancelled
+    return Neighbour(
+        batch_wall=max(finishes) - min(acquired) if finishes and acquired else float("nan"),
+        finished=len({_pk_of(s) for s in seen if "finish" in s.path} & set(pks)),
+        long_still_running=long_running,
+        cancel_to_gone=gone,
+        cancel_to_last_call=max(long_calls) - cancelled if long_calls else None,
+        cancel_to_ended=ended,
+        server_share=server_cpu / elapsed,
+        agent_cpu=agent_cpu,
+        problems=agent_problems(config),
+    )
+
+
+def _pk_of(seen: Seen) -> int | None:
+    parts = seen.path.split("/")
+    if len(parts) > 3 and parts[2] == "jobs" and parts[3].isdigit():
+        return int(parts[3])
+    return None
+
+
+def _secs(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
+
+
+def noisy(quick: bool) -> Outcome:
+    jobs, window = (20, 3.0) if quick else (100, 20.0)
+    out = Outcome("noisy")
+    with bench_dir("noisy") as folder:
+        quiet = neighbour_phase(folder / "quiet", noisy=False, jobs=jobs, window=window)
+        loud = neighbour_phase(folder / "loud", noisy=True, jobs=jobs, window=window)
+    ratio = loud.batch_wall / quiet.batch_wall
+    bound = (
+        ""
+        if loud.finished == jobs and loud.long_still_running
+        else f" (lower bound: the batch outlasted {window:g} s of noise)"
+    )
+    out.row(
+        f"{loud.batch_wall:.2f} s for {jobs} \u00d7 true beside `yes`{bound}",
+        f"{quiet.batch_wall:.2f} s beside `sleep`",
+        fmt_ratio(ratio),
+        "≤ 1.15\u00d7",
+        ratio <= 1.15 and loud.finished == jobs,
+    )
+    cancel = loud.cancel_to_last_call
+    out.row(
+        f"cancel of `yes`: {_secs(cancel)} to the agent's last call for it",
+        f"{_secs(quiet.cancel_to_last_call)} (`sleep`)",
+        fmt_ratio(cancel / quiet.cancel_to_last_call)
+        if cancel and quiet.cancel_to_last_call
+        else "—",
+        "≤ 2 s",
+        cancel is not None and cancel <= 2.0,
+    )
+    out.row(f"server CPU {loud.server_share * 100:.0f}% of a core (beside `yes`)")
+    for name, phase in (("beside sleep", quiet), ("beside yes", loud)):
+        long_job = (
+            "the long job ran until the batch ended"
+            if phase.long_still_running
+            else f"not done within {window:g} s: the long job was cancelled first"
+        )
+        out.note(
+            f"{name}: {phase.finished}/{jobs} true jobs finished, batch {phase.batch_wall:.2f} s"
+            f" ({long_job})"
+            f"; agent CPU {phase.agent_cpu:.2f} s over the phase; server CPU "
+            f"{phase.server_share * 100:.0f}% of a core; cancel → job processes gone "
+            f"{_secs(phase.cancel_to_gone)}, → agent's last call for the job "
+            f"{_secs(phase.cancel_to_last_call)}, → agent logs 'job ended' "
+            f"{_secs(phase.cancel_to_ended)}"
+        )
+        if phase.problems:
+            out.note(f"{name}: agent logged: {'; '.join(sorted(set(phase.problems))[:5])}")
+    return out
+
+
+# ----------------------------------------------------------------- contention
+
+
+def contention(quick: bool) -> Outcome:
+    agents, slots = 4, 2
+    jobs = 40 if quick else 400
+    seconds = 0.05
+    ideal = jobs * seconds / (agents * slots)
+    out = Outcome("contention")
+    with bench_dir("contention") as folder, devserver(folder / "server") as server:
+        admin = Admin(server)
+        pks = [admin.create_job(f"sleep {seconds}") for _ in range(jobs)]
+        admin.close()
+        server.requests()
+        server_cpu = server.cpu_seconds()
+        configs = [
+            agent_config(
+                folder / f"agent{i}", server.url, *server.node, ip=f"127.0.0.{11 + i}", slots=slots
+            )
+            for i in range(agents)
+        ]
+        procs = [agent(config) for config in configs]
+        for proc in procs:
+            proc.wait(600)
+        server_cpu = server.cpu_seconds() - server_cpu
+        seen = server.requests()
+        problems = [p for config in configs for p in agent_problems(config)]
+        with sqlite3.connect(
+            f"file:{folder / 'server' / 'devserver.sqlite3'}?mode=ro", uri=True
+        ) as db:
+            records = db.execute(
+                "SELECT pk, node, start_time, end_time, error_reason FROM jobs"
+            ).fetchall()
+        agent_cpu = sum(p.cpu() for p in procs)
+        process_wall = max(p.ended or 0 for p in procs) - min(p.started for p in procs)
+    acquired, started, finished = (job_calls(seen, a) for a in ("acquire", "start", "finish"))
+    conflicts = sum(1 for s in seen if "/acquire" in s.path and s.status != 200)
+    twice = [pk for pk in pks if acquired[pk] > 1 or started[pk] > 1 or finished[pk] > 1]
+    not_done = [pk for pk in pks if finished[pk] == 0]
+    bad_records = [r for r in records if r[0] in set(pks) and (not r[2] or not r[3] or r[4])]
+    first = min(s.time for s in seen if "/acquire" in s.path and s.status == 200)
+    last = max(s.time for s in seen if "/finish" in s.path)
+    wall = last - first
+    efficiency = ideal / wall
+    by_node = Counter(r[1] for r in records if r[0] in set(pks))
+    out.row(
+        f"{wall:.2f} s for {jobs} \u00d7 sleep {seconds} on {agents}\u00d7{slots} slots",
+        f"ideal {ideal:.2f} s",
+        f"{efficiency * 100:.0f}% of ideal",
+        "≥ 70%",
+        efficiency >= 0.7 and not twice and not not_done,
+    )
+    out.row(
+        f"{len(twice)} jobs acquired/started/finished twice, {len(not_done)} unfinished, "
+        f"{len(bad_records)} bad records",
+        target="0 duplicates",
+        passed=not twice and not not_done and not bad_records,
+    )
+    out.row(f"server CPU {server_cpu / process_wall * 100:.0f}% of a core")
+    out.note(
+        f"first acquire → last finish {wall:.2f} s; whole processes (start-up included) "
+        f"{process_wall:.2f} s = {ideal / process_wall * 100:.0f}% of ideal; {conflicts} "
+        f"acquire conflicts (another node won); jobs per node {sorted(by_node.values())}; "
+        f"agents' CPU {agent_cpu:.2f} s in all ({agent_cpu / jobs * 1000:.1f} ms/job); "
+        f"server CPU {server_cpu:.2f} s; {len(seen) / jobs:.2f} calls/job "
+        f"({per_job_calls(seen, jobs)})"
+    )
+    if problems:
+        out.note(f"agents logged: {'; '.join(sorted(set(problems))[:6])}")
+    return out
