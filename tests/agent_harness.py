@@ -26,7 +26,14 @@ from agent.jobrun import AgentContext, JobReport
 from agent.jobuser import resolve_job_user
 from agent.journal import Journal
 from agent.redact import Redactor
-from agent.server import Job, OutputInfo, RetryPolicies, RetryPolicy, ServerClient
+from agent.server import (
+    Job,
+    OutputInfo,
+    RetryPolicies,
+    RetryPolicy,
+    ServerClient,
+    ServerFault,
+)
 from agent.statedir import prepare
 from executors.identity import JobUser
 from tests.servers import DEVSERVER_NODE, ServerUnderTest
@@ -214,3 +221,16 @@ async def harness(server: ServerUnderTest, tmp_path: Path) -> AsyncIterator[Harn
         server.url, credentials.username, credentials.password, policies=FAST
     ) as admin:
         yield Harness(server, admin, tmp_path / "state")
+
+
+async def submit_while_busy(h: Harness, analysis: dict[str, object]) -> int:
+    """Submit while an agent talks to the server: the real backend's SQLite may answer
+    "database is locked" (500); a job is created once its answer is 201."""
+    for _ in range(10):
+        try:
+            return await h.submit(analysis)
+        except ServerFault as exc:
+            if "database is locked" not in str(exc):
+                raise
+            await anyio.sleep(0.2)
+    raise AssertionError("the server stayed locked")

@@ -19,7 +19,7 @@ import pytest
 from agent.commands.nodes import node_state, parse_duration, reapable
 from agent.config import load_config, reload_settings
 from agent.server import Job, Node
-from tests.agent_harness import Harness, harness, job_writable
+from tests.agent_harness import Harness, harness, job_writable, submit_while_busy
 from tests.agent_processes import running, start_agent
 from tests.cli_process import agent_process, server_config
 from tests.servers import ServerUnderTest, free_port
@@ -165,7 +165,7 @@ async def test_drain_wait_lets_the_job_finish_takes_no_new_one_and_resume_takes_
         with anyio.fail_after(10):
             while (await get(base + "/status")).json()["state"] != "draining":
                 await anyio.sleep(0.05)
-        second = await h.submit({"command": "echo second"})
+        second = await submit_while_busy(h, {"command": "echo second"})
         with anyio.fail_after(30):
             while drain.poll() is None:
                 await anyio.sleep(0.1)

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.commands.supervise import supervise
 from agent.logs import configure_logging
 from agent.server import RetryPolicies, RetryPolicy
-from tests.agent_harness import TEMPLATE_PARAMETERS, Harness, harness
+from tests.agent_harness import TEMPLATE_PARAMETERS, Harness, harness, submit_while_busy
 from tests.agent_processes import running, start_agent
 from tests.cli_process import agent_process, server_config, write_config
 from tests.servers import ServerUnderTest, free_port
@@ -105,8 +105,8 @@ async def test_endpoints_of_a_running_agent_and_its_metrics_move(
         assert value(before, "agent_jobs_started_total") == 0
         assert value(before, "agent_server_up") == 1
 
-        job = await h.submit(
-            {"command": 'echo half; echo 0.37 > "$AGENT_PROGRESS_FILE"; sleep 3; echo done'}
+        job = await submit_while_busy(
+            h, {"command": 'echo half; echo 0.37 > "$AGENT_PROGRESS_FILE"; sleep 3; echo done'}
         )
         with anyio.fail_after(30):
             while True:
@@ -294,7 +294,7 @@ async def test_systemd_hears_ready_status_watchdog_and_stopping(h: Harness, tmp_
             assert "READY=1" in fields
             assert "STATUS=idle, 1 slot" in fields
             assert fields.count("WATCHDOG=1") >= 4  # every half second while healthy
-            job = await h.submit({"command": "sleep 2"})
+            job = await submit_while_busy(h, {"command": "sleep 2"})
             busy = await receive(sock, 1.5)
             assert f"STATUS=running job {job} (0%)" in "\n".join(busy).split("\n")
             process.send_signal(signal.SIGTERM)
