@@ -161,7 +161,8 @@ class Agent:
         """Memory in use per GPU (NVML only), for ``/status`` and ``/metrics``."""
         self.plans = slot_plans(settings.node.slots, settings.node.cpu_slots, self.gpus.indices())
         """The node slots: ``node.slots`` sharing the GPUs, or one per GPU (``per-gpu``)."""
-        self._unknown_capabilities: set[str] = set()
+        self._generations: dict[str, int | None] = {}
+        """GPU generation pk per compute capability, asked once per agent."""
         self._draining = False
         self._paused = False
         """``agent drain``: take no new job until ``agent resume``; keep running."""
@@ -317,21 +318,21 @@ class Agent:
         """What a node registers: memory in bytes and its GPUs' facts (nulls without
         GPUs); the generation is looked up on the server by compute capability."""
         gpu = node_facts(self.gpus.subset(plan.gpus))
-        generation = None
-        if gpu.compute_capability is not None:
-            generation = await self.context.client.hardware_generation(gpu.compute_capability)
-            if generation is None and gpu.compute_capability not in self._unknown_capabilities:
-                self._unknown_capabilities.add(gpu.compute_capability)
+        capability = gpu.compute_capability
+        if capability is not None and capability not in self._generations:
+            generation = await self.context.client.hardware_generation(capability)
+            self._generations[capability] = generation
+            if generation is None:
                 logger.warning(
                     "the server knows no GPU generation for this compute capability:"
                     " nodes register without one",
-                    compute_capability=gpu.compute_capability,
+                    compute_capability=capability,
                 )
         return {
             "cpu_mem": usable_memory_mb(self.settings.node) * 1024 * 1024,
             "gpu_mem": gpu.gpu_mem,
             "driver_version": gpu.driver_version,
-            "hardware_generation": generation,
+            "hardware_generation": None if capability is None else self._generations[capability],
         }
 
     async def _update_facts(self, node: Node, facts: dict[str, Any]) -> Node:

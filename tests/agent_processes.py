@@ -10,6 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.cli_process import server_config
+from tests.servers import ServerUnderTest, free_port
+
 
 def start_agent(
     config: Path, log: Path, env: dict[str, str] | None = None
@@ -35,3 +38,16 @@ def running(process: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def watched_config(folder: Path, server: ServerUnderTest) -> tuple[Path, str]:
+    """A config for an agent of ``server`` logging JSON and serving its health endpoint
+    on a free port; returns the config and the endpoint's base URL."""
+    port = free_port()
+    config = server_config(
+        folder / "agent.toml",
+        server,
+        health={"listen": f"127.0.0.1:{port}"},
+        log={"format": "json"},
+    )
+    return config, f"http://127.0.0.1:{port}"

@@ -20,9 +20,9 @@ from agent.commands.nodes import node_state, parse_duration, reapable
 from agent.config import load_config, reload_settings
 from agent.server import Job, Node
 from tests.agent_harness import Harness, harness, job_writable, submit_while_busy
-from tests.agent_processes import running, start_agent
+from tests.agent_processes import running, start_agent, watched_config
 from tests.cli_process import agent_process, server_config
-from tests.servers import ServerUnderTest, free_port
+from tests.servers import ServerUnderTest
 from tests.test_operate import get, wait_for_status
 
 pytestmark = pytest.mark.anyio
@@ -149,14 +149,7 @@ async def test_reap_needs_staff_credentials_and_a_good_duration(h: Harness, tmp_
 async def test_drain_wait_lets_the_job_finish_takes_no_new_one_and_resume_takes_it(
     h: Harness, tmp_path: Path
 ) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    config = server_config(
-        tmp_path / "agent.toml",
-        h.server,
-        health={"listen": f"127.0.0.1:{port}"},
-        log={"format": "json"},
-    )
+    config, base = watched_config(tmp_path, h.server)
     first = await h.submit({"command": "sleep 2; echo first"})
     with running(start_agent(config, tmp_path / "agent.log")):
         await wait_for_status(base, 200, "/readyz")
@@ -199,17 +192,11 @@ async def test_drain_without_a_running_agent_is_one_line(tmp_path: Path) -> None
 
 
 async def test_sighup_applies_live_keys_and_names_the_others(h: Harness, tmp_path: Path) -> None:
-    port = free_port()
-    config = server_config(
-        tmp_path / "agent.toml",
-        h.server,
-        log={"format": "json"},
-        health={"listen": f"127.0.0.1:{port}"},
-    )
+    config, base = watched_config(tmp_path, h.server)
     log = tmp_path / "agent.log"
     text = config.read_text()
     with running(start_agent(config, log)) as process:
-        await wait_for_status(f"http://127.0.0.1:{port}", 200, "/readyz")
+        await wait_for_status(base, 200, "/readyz")
         config.write_text(
             text.replace("interval = 0.1", "interval = 0.7").replace(
                 'ip = "127.0.0.4"', 'ip = "127.0.0.4"\nslots = 2'

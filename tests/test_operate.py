@@ -27,7 +27,7 @@ from agent.commands.supervise import supervise
 from agent.logs import configure_logging
 from agent.server import RetryPolicies, RetryPolicy
 from tests.agent_harness import TEMPLATE_PARAMETERS, Harness, harness, submit_while_busy
-from tests.agent_processes import running, start_agent
+from tests.agent_processes import running, start_agent, watched_config
 from tests.cli_process import agent_process, server_config, write_config
 from tests.servers import ServerUnderTest, free_port
 from tests.test_packaging import run_healthcheck
@@ -84,14 +84,8 @@ def log_lines(path: Path, start: int = 0) -> list[dict[str, object]]:
 async def test_endpoints_of_a_running_agent_and_its_metrics_move(
     h: Harness, tmp_path: Path
 ) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    config = server_config(
-        tmp_path / "agent.toml",
-        h.server,
-        health={"listen": f"127.0.0.1:{port}"},
-        log={"format": "json"},
-    )
+    config, base = watched_config(tmp_path, h.server)
+    port = int(base.rsplit(":", 1)[1])
     # The template exists before the agent polls (the real backend's SQLite would be
     # locked by the import while an agent polls every 0.1 s).
     h.template = (await h.admin.import_template("test", "agent.analysis", TEMPLATE_PARAMETERS)).pk

@@ -22,7 +22,7 @@ import anyio
 
 from agent.commands.common import make_client, make_redactor, settings_or_exit
 from agent.config import Settings, config_path
-from agent.gpus import inventory
+from agent.gpus import Inventory, inventory
 from agent.host import available_cores, host_ip, usable_cores, usable_memory_mb
 from agent.jobuser import JobUserError, exposure_warning, resolve_job_user
 from agent.outcome import ExitCode
@@ -90,7 +90,7 @@ def check_memory_guard() -> Finding:
     )
 
 
-def check_resources(settings: Settings) -> list[Finding]:
+def check_resources(settings: Settings, plans: list[SlotPlan]) -> list[Finding]:
     cores = usable_cores(settings.node)
     allowed = available_cores()
     findings = [
@@ -114,7 +114,7 @@ def check_resources(settings: Settings) -> list[Finding]:
                 Level.FAIL, "cores", f"node.cores names cores {missing} this process may not use"
             )
         )
-    slots = len(plans_of(settings))
+    slots = len(plans)
     if slots > len(cores):
         findings.append(
             Finding(
@@ -134,14 +134,8 @@ def check_resources(settings: Settings) -> list[Finding]:
     return findings
 
 
-def plans_of(settings: Settings) -> list[SlotPlan]:
-    node = settings.node
-    return slot_plans(node.slots, node.cpu_slots, inventory(node.gpus).indices())
-
-
-def check_gpus(settings: Settings) -> Finding:
+def check_gpus(found: Inventory) -> Finding:
     """What GPUs jobs may use, and how they were found (NVML or ``node.gpus``)."""
-    found = inventory(settings.node.gpus)
     details = [
         " ".join(
             part
@@ -180,7 +174,7 @@ def check_mpi(settings: Settings) -> Finding:
     return Finding(Level.OK, "mpi", f"{path} ({flavor.value})")
 
 
-async def check_server(settings: Settings) -> list[Finding]:
+async def check_server(settings: Settings, plans: list[SlotPlan]) -> list[Finding]:
     findings: list[Finding] = []
     redactor = make_redactor(settings)
     ip = settings.node.ip or host_ip(settings.server.url)
@@ -212,7 +206,7 @@ async def check_server(settings: Settings) -> list[Finding]:
             ]
         findings.append(Finding(Level.OK, "server", f"{settings.server.url} answers"))
         findings.append(Finding(Level.OK, "auth", f"logged in as {settings.server.username!r}"))
-        for index in (plan.index for plan in plans_of(settings)):
+        for index in (plan.index for plan in plans):
             try:
                 node = await client.find_node(ip, index)
             except (ServerError, ServerUnreachable) as exc:
@@ -245,9 +239,11 @@ def run_check(config: str | None) -> int:
     weak = check_password(settings)
     if weak is not None:
         findings.append(weak)
-    findings.extend(anyio.run(check_server, settings))
-    findings.extend(check_resources(settings))
-    findings.append(check_gpus(settings))
+    found = inventory(settings.node.gpus)
+    plans = slot_plans(settings.node.slots, settings.node.cpu_slots, found.indices())
+    findings.extend(anyio.run(check_server, settings, plans))
+    findings.extend(check_resources(settings, plans))
+    findings.append(check_gpus(found))
     findings.append(check_memory_guard())
     findings.append(Finding(Level.OK, "subprocess", "available"))
     findings.append(check_mpi(settings))

@@ -6,12 +6,19 @@ through them, so the error a user sees is the one that happened.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
 
 from agent.daemon import JobNotFound, NoSlots, RegistrationRefused
 from agent.healthserver import HealthListenError
 from agent.outcome import ExitCode
 from agent.server import AuthError, RateLimited, ServerError, ServerUnreachable
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -54,3 +61,16 @@ def _explain_one(exc: BaseException, url: str) -> Failure | None:
             return Failure(ExitCode.SERVER_UNAVAILABLE, f"agent: the server keeps failing: {exc}")
         return Failure(ExitCode.REFUSED, f"agent: the server refused a call: {exc}")
     return None
+
+
+def run_or_exit(main: Callable[[], Awaitable[_T]], server_url: str) -> _T:
+    """Run ``main`` (a command's session with the server); an expected failure is one
+    line on stderr and ``SystemExit`` with its code. Anything else is raised as it is."""
+    try:
+        return anyio.run(main)
+    except Exception as exc:
+        failure = explain(exc, server_url)
+        if failure is None:
+            raise
+        print(failure.line, file=sys.stderr)
+        raise SystemExit(failure.code) from None

@@ -15,22 +15,17 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
-
-import anyio
 
 from agent.commands.common import ConfigExit, settings_or_exit
-from agent.commands.failures import explain
+from agent.commands.failures import run_or_exit
 from agent.commands.fleet import fleet_client, fleet_login
 from agent.commands.status import elapsed_text
 from agent.daemon import HEARTBEAT_SECONDS
 from agent.outcome import ExitCode
 from agent.server import Job, Node, ServerClient, filters
-
-_T = TypeVar("_T")
 
 DEFAULT_LOST_AFTER = 3 * HEARTBEAT_SECONDS
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -177,7 +172,7 @@ def run_nodes(config: str | None, args: argparse.Namespace) -> int:
             nodes = await client.list_nodes(filters.ALL_NODES)
         return node_rows(nodes, datetime.now(UTC), lost_after)
 
-    rows = _run(main, settings.server.url)
+    rows = run_or_exit(main, settings.server.url)
     if args.json:
         print(json.dumps([asdict(row) for row in rows], indent=2))
     elif rows:
@@ -201,7 +196,7 @@ def run_reap(config: str | None, args: argparse.Namespace) -> int:
                 return [(item, "would abort") for item in found]
             return [(item, await _reap_one(client, item, lost_after)) for item in found]
 
-    done = _run(main, settings.server.url)
+    done = run_or_exit(main, settings.server.url)
     if args.json:
         print(json.dumps([{**asdict(item), "action": action} for item, action in done], indent=2))
         return ExitCode.SUCCESS
@@ -231,15 +226,3 @@ async def _reap_one(client: ServerClient, item: Reapable, lost_after: float) -> 
         return f"left alone: now {job.phase}"
     await client.abort(item.job)
     return "aborted: back in the queue"
-
-
-def _run(main: Callable[[], Awaitable[_T]], url: str) -> _T:
-    """Run ``main``; an expected failure is one line and its exit code."""
-    try:
-        return anyio.run(main)
-    except Exception as exc:
-        failure = explain(exc, url)
-        if failure is None:
-            raise
-        print(failure.line, file=sys.stderr)
-        raise SystemExit(failure.code) from None

@@ -39,7 +39,7 @@ from typing import Any, TextIO
 import anyio
 
 from agent.commands.common import settings_or_exit
-from agent.commands.failures import explain
+from agent.commands.failures import run_or_exit
 from agent.commands.fleet import Login, fleet_client, fleet_login
 from agent.commands.views import end_line, state_of
 from agent.config import Settings
@@ -107,19 +107,15 @@ def run_submit(config: str | None, args: argparse.Namespace) -> int:
     name = args.name or DEFAULT_TEMPLATE
     out_dir = Path(args.out) if args.out else None
     try:
-        return anyio.run(_submit, settings, login, submission, name, args, out_dir)
+        return run_or_exit(
+            lambda: _submit(settings, login, submission, name, args, out_dir), settings.server.url
+        )
     except KeyboardInterrupt:
         print("agent submit: stopped waiting; the job goes on", file=sys.stderr)
         return 130
     except NeedsStaff as exc:
         print(f"agent submit: {exc}", file=sys.stderr)
         return ExitCode.REFUSED
-    except Exception as exc:
-        failure = explain(exc, settings.server.url)
-        if failure is None:
-            raise
-        print(failure.line, file=sys.stderr)
-        return failure.code
 
 
 # ------------------------------------------------------------------ before sending

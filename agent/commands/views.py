@@ -15,11 +15,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
-
 from agent.commands.common import settings_or_exit
-from agent.commands.failures import explain
+from agent.commands.failures import run_or_exit
 from agent.commands.fleet import fleet_client, fleet_login
+from agent.commands.status import elapsed_text
 from agent.config import Settings
 from agent.outcome import ExitCode
 from agent.server import Job, NotFound, OutputInfo, ServerClient, ServerError, filters
@@ -83,16 +82,10 @@ def _run(
             return await main(client, settings)
 
     try:
-        return anyio.run(session)
+        return run_or_exit(session, settings.server.url)
     except NoSuchJob as exc:
         print(f"agent: {exc} ({settings.server.url})", file=sys.stderr)
         return ExitCode.NO_SUCH_JOB
-    except Exception as exc:
-        failure = explain(exc, settings.server.url)
-        if failure is None:
-            raise
-        print(failure.line, file=sys.stderr)
-        return failure.code
 
 
 # ------------------------------------------------------------------ agent jobs
@@ -158,14 +151,7 @@ def span(since: datetime | None, now: datetime) -> str:
 
 
 def duration(seconds: float) -> str:
-    total = max(0, int(seconds))
-    if total < 60:
-        return f"{total}s"
-    if total < 3600:
-        return f"{total // 60}m{total % 60:02d}s"
-    if total < 86400:
-        return f"{total // 3600}h{total % 3600 // 60:02d}m"
-    return f"{total // 86400}d{total % 86400 // 3600:02d}h"
+    return elapsed_text(max(0.0, seconds))
 
 
 def ran(job: Job, now: datetime) -> str:
