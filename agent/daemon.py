@@ -28,11 +28,13 @@ from pydantic import ValidationError
 
 from agent import __version__
 from agent.cleanup import remove_job_dirs, stale_job_names
+from agent.cluster import PartitionBook, follows_again
 from agent.config import Settings
 from agent.gpus import MemoryMonitor, inventory, node_facts
 from agent.health import LoopClock, SlotView, why_not_ready
 from agent.host import host_ip, usable_cores, usable_memory_mb
 from agent.jobrun import AgentContext, JobReport, JobRun
+from agent.journal import JournalEntry
 from agent.outcome import EndReason, Outcome
 from agent.recovery import recover_node
 from agent.server import (
@@ -62,6 +64,7 @@ from agent.staging import why_inputs_cannot_fit
 from agent.statedir import private_dir, work_dir_problem
 from executors import NodeError, find_mpiexec
 from executors.identity import current_user
+from executors.slurm import SlurmCommands
 
 logger = structlog.get_logger("agent")
 
@@ -121,8 +124,12 @@ class Slot:
         )
 
 
-def need_of(spec: RunSpec | SpecError) -> Need:
-    """Resources a job asks for; an invalid spec needs one core (it only reports)."""
+def need_of(spec: RunSpec | SpecError, scheduler: bool = False) -> Need:
+    """Resources a job asks of this host; an invalid spec needs one core (it only
+    reports). With a scheduler (Slurm) it asks none: the cluster's resources are
+    Slurm's to give, and the partition's limits decide the fit."""
+    if scheduler:
+        return Need(queue=spec.queue if isinstance(spec, RunSpec) else None)
     if isinstance(spec, SpecError):
         return Need({"cores": 1})
     return Need({"cores": spec.cores, "gpus": spec.gpus}, spec.memory_mb or 0, spec.queue)
@@ -161,6 +168,14 @@ class Agent:
         """Memory in use per GPU (NVML only), for ``/status`` and ``/metrics``."""
         self.plans = slot_plans(settings.node.slots, settings.node.cpu_slots, self.gpus.indices())
         """The node slots: ``node.slots`` sharing the GPUs, or one per GPU (``per-gpu``)."""
+        self.partitions = (
+            PartitionBook(SlurmCommands(), settings.slurm.partition)
+            if settings.run.executor == "slurm"
+            else None
+        )
+        """Slurm's partition limits (``run.executor = "slurm"``), for the fit."""
+        self._follow: dict[int, tuple[JournalEntry, Job]] = {}
+        """Slurm jobs an earlier life of the agent submitted, to follow again, by node."""
         self._generations: dict[str, int | None] = {}
         """GPU generation pk per compute capability, asked once per agent."""
         self._draining = False
@@ -288,6 +303,9 @@ class Agent:
             except (BadRequest, Forbidden) as exc:
                 raise RegistrationRefused(self.ip, index, exc) from None
             interrupted = self.context.journal.read(node.pk)
+            self.slots.append(Slot(index, node.pk, plan=plan))
+            if interrupted is not None and await self._follow_again(interrupted, node.pk):
+                continue
             await recover_node(
                 client,
                 self.context.journal,
@@ -297,13 +315,13 @@ class Agent:
             )
             if interrupted is not None and interrupted.workspace:
                 self._remove_job_dirs(Path(interrupted.workspace).name, "recovered")
-            self.slots.append(Slot(index, node.pk, plan=plan))
         self.registered = True
         for name in stale_job_names(private_dir(self.settings.state_dir), time.time(), ()):
             self._remove_job_dirs(name, "stale: older than a day, no journal entry")
 
         try:
-            find_mpiexec(self.settings.mpi.mpiexec)
+            if self.partitions is None:  # with Slurm, ranks start under srun
+                find_mpiexec(self.settings.mpi.mpiexec)
         except NodeError as exc:
             self._mpi_problem = str(exc)
             logger.warning("MPI jobs will be left to other agents", why=self._mpi_problem)
@@ -313,6 +331,56 @@ class Agent:
             logger.error(
                 "this agent cannot run jobs: all are left to others", why=self._run_problem
             )
+
+    async def _follow_again(self, entry: JournalEntry, node: int) -> bool:
+        """Whether the journal's Slurm job is followed again (the job is still started
+        here); one that is not is cancelled in Slurm before the job is given back."""
+        if entry.slurm_job is None:
+            return False
+        commands = SlurmCommands()
+        try:
+            job = await self.context.client.get_job(entry.job, node=node)
+        except (ServerError, ServerUnreachable) as exc:
+            logger.error(
+                "cannot read an interrupted Slurm job's state", job=entry.job, error=str(exc)
+            )
+            job = None
+        if job is not None and self.partitions is not None and follows_again(entry, job, node):
+            self._follow[node] = (entry, job)
+            return True
+        logger.warning(
+            "cancelling the Slurm job of an interrupted job",
+            job=entry.job,
+            slurm_job=entry.slurm_job,
+        )
+        await commands.cancel(entry.slurm_job, self.context.job_user)
+        return False
+
+    async def _resume_jobs(self, group: anyio.abc.TaskGroup) -> None:
+        """Follow again the Slurm jobs found at registration, each in its own slot."""
+        follow, self._follow = self._follow, {}
+        for slot in self.slots:
+            if slot.node not in follow:
+                continue
+            entry, job = follow[slot.node]
+            template = await self._template_of(job)
+            spec = resolve_spec(template, job) if template is not None else None
+            if not isinstance(spec, RunSpec):
+                logger.error("cannot follow the interrupted Slurm job again", job=job.pk)
+                await SlurmCommands().cancel(entry.slurm_job or "", self.context.job_user)
+                await recover_node(
+                    self.context.client,
+                    self.context.journal,
+                    slot.node,
+                    job.pk,
+                    self.settings.run.kill_grace,
+                )
+                continue
+            allocation = self.allocator.allocate(need_of(spec, scheduler=True))
+            assert allocation is not None  # a scheduler's job needs nothing here
+            slot.job = job.pk
+            self._taken += 1
+            group.start_soon(self._run_job, job, slot, spec, allocation, entry)
 
     async def _node_facts(self, plan: SlotPlan) -> dict[str, Any]:
         """What a node registers: memory in bytes and its GPUs' facts (nulls without
@@ -411,6 +479,7 @@ class Agent:
         await self.register()
         async with anyio.create_task_group() as group:
             group.start_soon(self.heartbeat)
+            await self._resume_jobs(group)
             await self._poll_loop(group)
             while self.busy:
                 self.loops.tick("poll", self._poll_budget())
@@ -478,6 +547,8 @@ class Agent:
         """Acquire as many fitting jobs as there are free slots; returns how many."""
         client = self.context.client
         taken = 0
+        if self.partitions is not None:
+            await self.partitions.refresh()
         candidates = await self._candidates()
         self.context.metrics.polled()
         pending = {job.pk for job in candidates}
@@ -498,7 +569,7 @@ class Agent:
             if self._mpi_problem and self.only_job is None and _wants_mpi(spec):
                 self._skip(job.pk, f"MPI job, and {self._mpi_problem}")
                 continue
-            need = need_of(spec)
+            need = need_of(spec, scheduler=self.partitions is not None)
             never = self._why_never(spec, need)
             if never is not None:
                 self._skip(job.pk, never)
@@ -551,7 +622,12 @@ class Agent:
         declared inputs), or a queue it does not serve."""
         never = why_never_fits(
             need, self.allocator.capacity, self.allocator.memory_mb, self.settings.node.queues
-        ) or why_no_slot_takes(self.plans, need.ids.get("gpus", 0))
+        )
+        if self.partitions is not None:  # Slurm's limits, not this host's
+            if never is None and isinstance(spec, RunSpec):
+                never = self.partitions.why_refused(spec)
+            return never
+        never = never or why_no_slot_takes(self.plans, need.ids.get("gpus", 0))
         if (
             never is None
             and isinstance(spec, RunSpec)
@@ -581,14 +657,20 @@ class Agent:
         logger.info("leaving job for other agents", job=job, why=why)
 
     async def _run_job(
-        self, job: Job, slot: Slot, spec: RunSpec | SpecError, allocation: Allocation
+        self,
+        job: Job,
+        slot: Slot,
+        spec: RunSpec | SpecError,
+        allocation: Allocation,
+        follow: JournalEntry | None = None,
     ) -> None:
         began = time.monotonic()
         slot.since = time.time()
         gpus = tuple(self.gpus.by_index(index) for index in allocation.ids.get("gpus", ()))
         slot.run = JobRun(self.context, job, slot.node, spec, allocation.cores, gpus)
         try:
-            report = await slot.run.run()
+            run = slot.run
+            report = await (run.run() if follow is None else run.resume(follow))
         except Exception as exc:  # JobRun reports its own faults; this is a last resort
             logger.exception("job run crashed", job=job.pk)
             report = JobReport(job.pk, Outcome(EndReason.NODE_ERROR, False, str(exc)))

@@ -24,7 +24,15 @@ from agent.progress import ProgressTracker, read_progress_file
 from agent.redact import Redactor
 from agent.spec import RunSpec, Script
 from agent.workspace import Workspace
-from executors.base import EndKind, Executor, PreparedRun, RunHandle, RunResult
+from executors.base import (
+    EndKind,
+    Executor,
+    NodeError,
+    PreparedRun,
+    Reattachable,
+    RunHandle,
+    RunResult,
+)
 
 Watcher = Callable[["Execution", RunHandle], Coroutine[Any, Any, None]]
 """Runs beside a command; may call :meth:`Execution.stop` and then returns."""
@@ -39,9 +47,27 @@ class StepOutcome:
     result: RunResult | None = None
 
 
-def make_executor(settings: Settings, use_mpi: bool) -> Executor:
-    """The registered executor a spec selects; raises :class:`~executors.base.NodeError`
-    (no mpiexec, say) now, so a job this node cannot run is released before it starts."""
+def make_executor(settings: Settings, spec: RunSpec) -> Executor:
+    """The executor of ``spec``'s main command: Slurm with ``run.executor = "slurm"``,
+    else the one the spec selects (subprocess or MPI). Raises
+    :class:`~executors.base.NodeError` (no mpiexec, say) now, so a job this node cannot
+    run is released before it starts."""
+    if settings.run.executor == "slurm":
+        slurm = settings.slurm
+        return executors.get(
+            "slurm",
+            mpi=spec.use_mpi,
+            cpus=spec.cores,
+            gpus=spec.gpus,
+            memory_mb=spec.memory_mb,
+            queue=spec.queue,
+            partition=slurm.partition,
+            account=slurm.account,
+            qos=slurm.qos,
+            extra_args=tuple(slurm.extra_args),
+            poll_interval=slurm.poll_interval,
+        )
+    use_mpi = spec.use_mpi
     name = executors.select_executor_name(use_mpi)
     if name != "mpi":
         return executors.get(name)
@@ -53,6 +79,15 @@ def make_executor(settings: Settings, use_mpi: bool) -> Executor:
         extra_args=mpi.extra_args,
         hostfile=str(mpi.hostfile) if mpi.hostfile else None,
     )
+
+
+@dataclass(frozen=True)
+class Reattach:
+    """A main command an earlier life of the agent started (a Slurm job), to follow."""
+
+    ref: str
+    log_start: int
+    """Bytes the job's log had when the command started."""
 
 
 @dataclass
@@ -72,6 +107,8 @@ class Execution:
     stop_error: str | None = None
     step: str | None = None
     """Which command runs now: ``pre-process``, ``running`` or ``post-process``."""
+    on_scheduled: Callable[[str], None] | None = None
+    """Told the scheduler's id of the main command once it is accepted (Slurm)."""
     _handle: RunHandle | None = None
 
     def __post_init__(self) -> None:
@@ -89,7 +126,12 @@ class Execution:
         return env
 
     def prepared(
-        self, command: str | Sequence[str], *, walltime: float | None, ranks: int = 1
+        self,
+        command: str | Sequence[str],
+        *,
+        walltime: float | None,
+        ranks: int = 1,
+        on_scheduled: Callable[[str], None] | None = None,
     ) -> PreparedRun:
         run = self.settings.run
         return PreparedRun(
@@ -108,6 +150,7 @@ class Execution:
             line_filter=self.redactor.redact,
             secret_finder=self.redactor,
             user=self.workspace.owner,
+            on_scheduled=on_scheduled,
             memory_limit_bytes=job_memory_limit_bytes(
                 self.spec.memory_mb, self.settings.node, self.gpu_count
             ),
@@ -127,10 +170,20 @@ class Execution:
             await self._handle.stop()
 
     async def run_command(
-        self, executor: Executor, run: PreparedRun, watchers: Sequence[Watcher] = ()
+        self,
+        executor: Executor,
+        run: PreparedRun,
+        watchers: Sequence[Watcher] = (),
+        attach: Reattach | None = None,
     ) -> RunResult:
-        """Start ``run``, let the watchers watch it, return when the tree is gone."""
-        handle = await executor.start(run)
+        """Start ``run`` (or follow it again: ``attach``), let the watchers watch it,
+        return when the tree is gone."""
+        if attach is None:
+            handle = await executor.start(run)
+        elif isinstance(executor, Reattachable):
+            handle = await executor.attach(run, attach.ref, attach.log_start)
+        else:
+            raise NodeError(f"the {executor.name} executor cannot follow a run again")
         self._handle = handle
         result: RunResult | None = None
         try:
@@ -169,21 +222,37 @@ class Execution:
         result = await self.run_command(executors.get("subprocess"), run, watchers)
         return self._step_outcome(result, label)
 
-    async def run_main(self, executor: Executor, watchers: Sequence[Watcher] = ()) -> StepOutcome:
-        run = self.prepared(self.spec.command, walltime=self.spec.walltime, ranks=self.spec.ranks)
+    async def run_main(
+        self,
+        executor: Executor,
+        watchers: Sequence[Watcher] = (),
+        attach: Reattach | None = None,
+    ) -> StepOutcome:
+        run = self.prepared(
+            self.spec.command,
+            walltime=self.spec.walltime,
+            ranks=self.spec.ranks,
+            on_scheduled=self.on_scheduled,
+        )
         self.step = "running"
-        result = await self.run_command(executor, run, watchers)
+        result = await self.run_command(executor, run, watchers, attach)
         return self._step_outcome(result, None)
 
     async def run_all(
-        self, executor: Executor, watchers: Sequence[Watcher] = (), *, pre: bool = True
+        self,
+        executor: Executor,
+        watchers: Sequence[Watcher] = (),
+        *,
+        pre: bool = True,
+        attach: Reattach | None = None,
     ) -> StepOutcome:
-        """Pre-process (when ``pre``), main command, and post-process after a success."""
+        """Pre-process (when ``pre``), main command (followed again when ``attach``),
+        and post-process after a success."""
         if pre and self.spec.pre_process is not None:
             step = await self.run_script(self.spec.pre_process, "pre-process", watchers)
             if step.reason is not EndReason.SUCCEEDED:
                 return step
-        step = await self.run_main(executor, watchers)
+        step = await self.run_main(executor, watchers, attach)
         if step.reason is EndReason.SUCCEEDED and self.spec.post_process is not None:
             post = await self.run_script(self.spec.post_process, "post-process", watchers)
             if post.reason is not EndReason.SUCCEEDED:

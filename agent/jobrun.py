@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
@@ -20,7 +21,14 @@ import structlog
 
 from agent.calls import perform, start_on_server
 from agent.config import LogOutputConfig, Settings
-from agent.execution import Execution, StepOutcome, Watcher, make_executor, output_problems
+from agent.execution import (
+    Execution,
+    Reattach,
+    StepOutcome,
+    Watcher,
+    make_executor,
+    output_problems,
+)
 from agent.givebacks import GiveBackBook, gave_up_text, should_give_up
 from agent.gpus import Gpu, gpu_env
 from agent.journal import Journal, JournalEntry
@@ -204,6 +212,9 @@ class JobRun:
         self.cores = cores
         self.marker = uuid.uuid4().hex
         self.started = False
+        self.slurm_job: str | None = None
+        """The job's Slurm job id, once submitted (``run.executor = "slurm"``)."""
+        self.log_start = 0
         self._phase = "staging"
         self.execution: Execution | None = None
         self.report = JobReport(job.pk, Outcome(EndReason.NODE_ERROR, False))
@@ -230,19 +241,51 @@ class JobRun:
     def _journal(self) -> None:
         workspace = str(self.execution.workspace.root) if self.execution else None
         self.context.journal.record(
-            JournalEntry(self.node, self.job.pk, self.marker, self.started, workspace)
+            JournalEntry(
+                self.node,
+                self.job.pk,
+                self.marker,
+                self.started,
+                workspace,
+                self.slurm_job,
+                self.log_start,
+            )
         )
+
+    def _extra_env(self) -> dict[str, str]:
+        """The agent's variables for the job: its pk, and on this host its GPUs (Slurm
+        sets a job's GPU variables itself, from ``--gres``)."""
+        extra = {"AGENT_JOB_PK": str(self.job.pk)}
+        if self.settings.run.executor != "slurm":
+            extra.update(gpu_env(self.gpus))
+        return extra
+
+    def _scheduled(self, slurm_job: str) -> None:
+        """Slurm accepted the job: journal its id before anything else can happen."""
+        self.slurm_job = slurm_job
+        if self.execution is not None:
+            self.log_start = self.execution.workspace.log_size()
+        self._journal()
+        self.log.info("job submitted to Slurm", slurm_job=slurm_job)
 
     async def run(self) -> JobReport:
         """Run the job and tell the server how it ended. Never raises for the job's or
         the server's faults; cancelled from outside, it still reports (shielded)."""
+        return await self._run(self._attempt)
+
+    async def resume(self, entry: JournalEntry) -> JobReport:
+        """Follow the Slurm job an earlier life of the agent submitted for this job
+        (journal ``entry``) to its end, then report as :meth:`run` does."""
+        return await self._run(lambda: self._reattach(entry))
+
+    async def _run(self, attempt: Callable[[], Awaitable[StepOutcome]]) -> JobReport:
         structlog.contextvars.bind_contextvars(job=self.job.pk, node=self.node)
         bind_job_redactor(self.redactor)
         outcome: Outcome | None = None
         step: StepOutcome | None = None
         try:
             self._journal()
-            step = await self._attempt()
+            step = await attempt()
             outcome = Outcome(step.reason, self.started, step.error or None)
         except NodeError as exc:
             outcome = Outcome(EndReason.NODE_ERROR, self.started, f"node: {exc}")
@@ -294,12 +337,13 @@ class JobRun:
             self.redactor,
             self.cores,
             self.marker,
-            extra_env={"AGENT_JOB_PK": str(self.job.pk), **gpu_env(self.gpus)},
+            extra_env=self._extra_env(),
             gpu_count=self.context.gpu_count,
+            on_scheduled=self._scheduled,
         )
         workspace.write_json("spec.json", {"job": self.job.pk, "spec": dataclasses.asdict(spec)})
         self._journal()
-        executor = make_executor(self.settings, spec.use_mpi)
+        executor = make_executor(self.settings, spec)
         await stage(
             spec, workspace, self.client.download, InputBudget(self.settings.run.max_input_bytes)
         )
@@ -326,14 +370,54 @@ class JobRun:
         )
         if self.context.observer is not None:
             self.context.observer.started(self.job.pk, self.execution)
-        watchers = [
-            *stop_only,
+        return await self.execution.run_all(executor, self._watchers(), pre=False)
+
+    def _watchers(self) -> list[Watcher]:
+        """What watches a started job's command: the agent's stop, the server's cancel,
+        progress posts."""
+        return [
+            stop_watcher(self.context, self.node),
             cancel_watcher(
                 self.client, self.job.pk, self.node, self.settings.run.cancel_check_interval
             ),
             progress_watcher(self.client, self.job.pk, self.node, self.context.metrics),
         ]
-        return await self.execution.run_all(executor, watchers, pre=False)
+
+    async def _reattach(self, entry: JournalEntry) -> StepOutcome:
+        """The rest of a started job whose Slurm job outlived the agent: follow it,
+        post-process, outputs; nothing is staged or started again."""
+        if isinstance(self.spec, SpecError) or entry.slurm_job is None or not entry.workspace:
+            raise NodeError("the interrupted job cannot be followed again")
+        self.marker = entry.marker
+        self.started = True
+        self.slurm_job = entry.slurm_job
+        self.log_start = entry.log_start
+        root = Path(entry.workspace)
+        workspace = Workspace(
+            root, private_dir(self.settings.state_dir) / root.name, self.context.job_user
+        )
+        if not workspace.run_dir.is_dir():
+            raise NodeError(f"the interrupted job's directory {workspace.run_dir} is gone")
+        self.execution = Execution(
+            self.spec,
+            workspace,
+            self.settings,
+            self.redactor,
+            self.cores,
+            self.marker,
+            extra_env=self._extra_env(),
+            gpu_count=self.context.gpu_count,
+            on_scheduled=self._scheduled,
+        )
+        executor = make_executor(self.settings, self.spec)
+        self._phase = "running"
+        self._journal()
+        self.context.metrics.jobs_started.inc()
+        self.log.info("following the job's Slurm job again", slurm_job=entry.slurm_job)
+        if self.context.observer is not None:
+            self.context.observer.started(self.job.pk, self.execution)
+        attach = Reattach(entry.slurm_job, entry.log_start)
+        return await self.execution.run_all(executor, self._watchers(), pre=False, attach=attach)
 
     async def _start(self) -> str | None:
         """``start`` the job; None once started, or why it is no longer this node's.

@@ -25,6 +25,10 @@ class JournalEntry:
     marker: str
     started: bool
     workspace: str | None = None
+    slurm_job: str | None = None
+    """The job's Slurm job id once ``sbatch`` accepted it: a restart follows it again."""
+    log_start: int = 0
+    """Bytes the job's log had when the Slurm job was submitted (pre-process output)."""
 
 
 class Journal:

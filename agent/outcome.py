@@ -202,6 +202,8 @@ def describe_exit(result: RunResult, walltime_text: str | None = None) -> tuple[
         return EndReason.WALLTIME, f"walltime {text} exceeded"
     if result.kind is EndKind.MEMORY:
         return EndReason.MEMORY, memory_exceeded_text(result)
+    if result.error is not None:
+        return EndReason.FAILED, result.error
     if result.kind is EndKind.SIGNALED and result.signal is not None:
         return EndReason.FAILED, f"killed by {signal_name(result.signal)}"
     if result.exit_code == 0:

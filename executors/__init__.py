@@ -30,6 +30,7 @@ from executors.mpi import (
     detect_flavor,
     find_mpiexec,
 )
+from executors.slurm import SlurmExecutor
 
 __all__ = [
     "MARKER_ENV",
@@ -45,6 +46,7 @@ __all__ = [
     "PreparedRun",
     "RunHandle",
     "RunResult",
+    "SlurmExecutor",
     "SubprocessExecutor",
     "build_mpi_command",
     "detect_flavor",
@@ -89,3 +91,4 @@ def select_executor_name(use_mpi: bool) -> str:
 
 register(SubprocessExecutor.name, SubprocessExecutor)
 register(MpiExecutor.name, MpiExecutor)
+register(SlurmExecutor.name, SlurmExecutor)

@@ -95,6 +95,9 @@ class PreparedRun:
     line_filter: LineFilter | None = None
     secret_finder: SecretFinder | None = None
     """Where the secrets the line filter masks are: a long line is cut outside them."""
+    on_scheduled: Callable[[str], None] | None = None
+    """Called with the scheduler's id of the run (Slurm's job id) as soon as the
+    scheduler has accepted it, before it runs: the journal keeps it for recovery."""
     memory_limit_bytes: int | None = None
     """Memory the whole run may use; over it the run ends :attr:`EndKind.MEMORY`
     (enforced by a cgroup when the agent has one delegated, else by RSS sampling).
@@ -147,10 +150,14 @@ class RunResult:
     page cache included) or ``peak_rss_bytes`` (sampling). None without a guard."""
     memory_guard: MemoryGuard | None = None
     """How the limit was enforced: ``"cgroup"`` (the kernel) or ``"rss"`` (sampling)."""
+    error: str | None = None
+    """How the run ended in the words of whoever ended it, when none of the kinds says
+    it (a scheduler refused it, or someone else cancelled it there): the job's fault,
+    and its error text."""
 
     @property
     def succeeded(self) -> bool:
-        return self.kind is EndKind.EXITED and self.exit_code == 0
+        return self.kind is EndKind.EXITED and self.exit_code == 0 and self.error is None
 
 
 @runtime_checkable
@@ -180,4 +187,15 @@ class Executor(Protocol):
 
     async def start(self, run: PreparedRun) -> RunHandle:
         """Start the run. Raises :class:`NodeError` when this node cannot run it."""
+        ...
+
+
+@runtime_checkable
+class Reattachable(Protocol):
+    """An executor whose runs outlive the agent (a scheduler's jobs): a restarted agent
+    follows a run it started before instead of giving the job back."""
+
+    async def attach(self, run: PreparedRun, ref: str, log_start: int) -> RunHandle:
+        """Follow the run known to the scheduler as ``ref``; the job's log is cut back
+        to ``log_start`` bytes and filled again from the run's output."""
         ...

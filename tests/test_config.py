@@ -21,7 +21,18 @@ def test_example_file_lists_every_key_with_its_default() -> None:
     data = tomllib.loads((REPO / "config.example.toml").read_text(encoding="utf-8"))
     from_file = Settings(**data)
     defaults = Settings()
-    for section in ("server", "node", "poll", "run", "mpi", "shutdown", "health", "admin", "log"):
+    for section in (
+        "server",
+        "node",
+        "poll",
+        "run",
+        "mpi",
+        "slurm",
+        "shutdown",
+        "health",
+        "admin",
+        "log",
+    ):
         assert getattr(from_file, section) == getattr(defaults, section), section
         model = type(getattr(defaults, section))
         listed = set(data.get(section, {}))

@@ -4,7 +4,8 @@ Checks, in order: config, work and state directories, the job user (it exists, i
 not root unless allowed, it can reach the work directory; a warning when jobs run as the
 agent's own user or as root), server reachable, login,
 the node slots (found, or would be created), resources (cores, memory), executors
-(subprocess; mpiexec and its flavor). Prints one line per finding; exit 0 only if
+(subprocess; mpiexec and its flavor; with ``run.executor = "slurm"``: Slurm's
+version and partitions instead of mpiexec). Prints one line per finding; exit 0 only if
 nothing failed, 6 when the server cannot be reached, 7 when the login is refused, else 1.
 A missing mpiexec is a warning unless ``mpi.mpiexec`` names one: MPI jobs are then given
 back by this node.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import anyio
 
+from agent.cluster import read_partitions, slurm_version
 from agent.commands.common import make_client, make_redactor, settings_or_exit
 from agent.config import Settings, config_path
 from agent.gpus import Inventory, inventory
@@ -33,6 +35,8 @@ from agent.statedir import work_dir_problem
 from executors import mpi as mpi_executor
 from executors.base import NodeError
 from executors.cgroup import detect_cgroup
+from executors.slurm import SlurmCommands
+from executors.slurm_state import Partition, time_limit
 
 
 class Level(enum.Enum):
@@ -164,6 +168,51 @@ def check_password(settings: Settings) -> Finding | None:
     )
 
 
+def partition_text(partition: Partition) -> str:
+    """``partition debug (default): up, 2 CPUs, at most 2 per node, any number of nodes,
+    no time limit``."""
+    default = " (default)" if partition.default else ""
+    per_node = partition.node_cpus or partition.total_cpus
+    if partition.max_cpus_per_node is not None:
+        per_node = min(per_node, partition.max_cpus_per_node)
+    nodes = (
+        "any number of nodes"
+        if partition.max_nodes is None
+        else (f"at most {partition.max_nodes} nodes")
+    )
+    time = (
+        "no time limit"
+        if partition.max_time is None
+        else (f"time limit {time_limit(partition.max_time)}")
+    )
+    memory = (
+        ""
+        if partition.max_mem_per_node_mb is None
+        else (f", at most {partition.max_mem_per_node_mb} MiB per node")
+    )
+    return (
+        f"partition {partition.name}{default}: {partition.state.lower()},"
+        f" {partition.total_cpus} CPUs, at most {per_node} per node, {nodes}, {time}{memory}"
+    )
+
+
+async def check_slurm(settings: Settings) -> list[Finding]:
+    """With ``run.executor = "slurm"``: the version, and each partition with its limits
+    (one line when Slurm cannot be reached)."""
+    commands = SlurmCommands()
+    try:
+        version = await slurm_version(commands)
+        partitions = await read_partitions(commands)
+    except NodeError as exc:
+        return [Finding(Level.FAIL, "slurm", f"cannot reach Slurm: {exc}")]
+    findings = [Finding(Level.OK, "slurm", version)]
+    findings.extend(Finding(Level.OK, "slurm", partition_text(part)) for part in partitions)
+    wanted = settings.slurm.partition
+    if wanted is not None and wanted not in {part.name for part in partitions}:
+        findings.append(Finding(Level.FAIL, "slurm", f"slurm.partition {wanted!r} does not exist"))
+    return findings
+
+
 def check_mpi(settings: Settings) -> Finding:
     try:
         path = mpi_executor.find_mpiexec(settings.mpi.mpiexec)
@@ -246,7 +295,10 @@ def run_check(config: str | None) -> int:
     findings.append(check_gpus(found))
     findings.append(check_memory_guard())
     findings.append(Finding(Level.OK, "subprocess", "available"))
-    findings.append(check_mpi(settings))
+    if settings.run.executor == "slurm":
+        findings.extend(anyio.run(check_slurm, settings))
+    else:
+        findings.append(check_mpi(settings))
     for finding in findings:
         stream = sys.stderr if finding.level is Level.FAIL else sys.stdout
         print(finding.render(), file=stream)

@@ -115,7 +115,7 @@ async def run_local(
         marker,
         extra_env={"AGENT_JOB_PK": "0"},
     )
-    executor = make_executor(settings, spec.use_mpi)
+    executor = make_executor(settings, spec)
     fetch = local_fetcher(spec_dir, settings.server.timeout)
     try:
         await stage(spec, workspace, fetch, InputBudget(settings.run.max_input_bytes))

@@ -31,8 +31,13 @@ def test_get_builds_with_options() -> None:
 
 
 def test_unknown_name() -> None:
-    with pytest.raises(LookupError, match="slurm"):
-        get("slurm")
+    with pytest.raises(LookupError, match="kubernetes"):
+        get("kubernetes")
+
+
+def test_slurm_is_registered() -> None:
+    assert "slurm" in names()
+    assert get("slurm", cpus=4).name == "slurm"
 
 
 def test_register_a_new_executor() -> None:
