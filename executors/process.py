@@ -40,6 +40,7 @@ and are not reaped by the main process's tree escape both.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import resource
 import signal
@@ -94,6 +95,11 @@ DRAIN_TIMEOUT = 2.0
 
 #: Seconds to wait after the final SIGKILL for the killed processes to disappear.
 KILL_SETTLE_TIMEOUT = 5.0
+
+#: Capacity asked for the output pipe (Linux allows up to ``fs.pipe-max-size``, 1 MiB
+#: by default, unprivileged), and the most read from it at once: a chatty job is taken
+#: in large blocks, with few wake-ups.
+PIPE_SIZE = 1024 * 1024
 
 
 def end_of(status: int, requested: EndKind | None) -> tuple[EndKind, int | None, int | None]:
@@ -244,7 +250,7 @@ class ProcessRun:
 
     async def _pump_output(self) -> None:
         try:
-            await pump(self._fd, self._sink)
+            await pump(self._fd, self._sink, PIPE_SIZE)
         finally:
             self._eof.set()
 
@@ -446,6 +452,8 @@ def spawn(
     sink = open_sink(run)
     cgroup = new_cgroup(run)
     read_fd, write_fd = os.pipe()
+    with contextlib.suppress(OSError):  # over the system's limit: the default size
+        fcntl.fcntl(read_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     try:
         popen = subprocess.Popen(
             list(argv),
