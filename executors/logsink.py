@@ -26,6 +26,7 @@ import errno
 import os
 import select
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -55,6 +56,19 @@ MAX_LINE = 64 * 1024
 
 #: How far back from :data:`MAX_LINE` a long line is cut at a space or tab instead.
 SPLIT_WINDOW = 4 * 1024
+
+#: Niceness of a reader thread (Linux sets it per thread): a job printing without
+#: pause has its log taken in when the CPU is not wanted by its neighbours.
+READER_NICE = 10
+
+#: Share of the time a reader thread may spend taking in output without pause: after a
+#: block it sleeps (without the GIL) in proportion to the CPU time the block took. A
+#: job that prints flat out then waits on its pipe, instead of the agent's event loop
+#: waiting on the GIL (a job printing little does not notice).
+READER_DUTY = 0.5
+
+#: Shorter pauses are not worth a sleep.
+MIN_PAUSE = 0.0002
 
 #: Write buffer of the log file.
 _FILE_BUFFER = 64 * 1024
@@ -371,6 +385,8 @@ class PipeReader:
         """Read and feed until end of file (then :meth:`LogSink.finish`) or a stop."""
         try:
             assert self._wake is not None
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READER_NICE)
             poller = select.poll()
             poller.register(self._fd, select.POLLIN)
             poller.register(self._wake, select.POLLIN)
@@ -383,7 +399,11 @@ class PipeReader:
                 if not data:
                     self._sink.finish()
                     return
+                began = time.thread_time()
                 self._sink.feed(data)
+                pause = (time.thread_time() - began) * (1 - READER_DUTY) / READER_DUTY
+                if pause >= MIN_PAUSE:  # a big block: let the others in before the next
+                    time.sleep(pause)
         except BaseException as exc:  # handed to the awaiting task by pump()
             self.error = exc
         finally:
