@@ -449,6 +449,28 @@ def spawn(
     :class:`subprocess.SubprocessError` (the affinity could not be set) through: the
     caller decides whose fault that is.
     """
+    return ProcessRun(*start_process(argv, env, run, pin=pin))
+
+
+async def spawn_off_loop(
+    argv: Sequence[str], env: dict[str, str], run: PreparedRun, *, pin: bool = True
+) -> ProcessRun:
+    """:func:`spawn` with the fork and exec (and the wait for the exec, a few ms with a
+    ``preexec_fn``) in a worker thread: the event loop serves the other jobs meanwhile.
+    Not cancellable while it runs, so a started process is always handed back."""
+    with anyio.CancelScope(shield=True):
+        parts = await anyio.to_thread.run_sync(lambda: start_process(argv, env, run, pin=pin))
+    return ProcessRun(*parts)
+
+
+_Started = tuple["subprocess.Popen[bytes]", int, PreparedRun, LogSink, float, "JobCgroup | None"]
+
+
+def start_process(
+    argv: Sequence[str], env: dict[str, str], run: PreparedRun, *, pin: bool = True
+) -> _Started:
+    """The blocking part of :func:`spawn` (safe in any thread): what its
+    :class:`ProcessRun` is made of."""
     sink = open_sink(run)
     cgroup = new_cgroup(run)
     read_fd, write_fd = os.pipe()
@@ -479,7 +501,7 @@ def spawn(
         cgroup.remove()
         cgroup = None
     os.set_blocking(read_fd, False)
-    return ProcessRun(popen, read_fd, run, sink, started, cgroup)
+    return popen, read_fd, run, sink, started, cgroup
 
 
 def new_cgroup(run: PreparedRun) -> JobCgroup | None:
