@@ -227,11 +227,11 @@ class JobRun:
             return self.execution.step
         return self._phase
 
-    def _journal(self) -> None:
+    async def _journal(self) -> None:
+        """Record the job for recovery; the write and its fsync in a worker thread."""
         workspace = str(self.execution.workspace.root) if self.execution else None
-        self.context.journal.record(
-            JournalEntry(self.node, self.job.pk, self.marker, self.started, workspace)
-        )
+        entry = JournalEntry(self.node, self.job.pk, self.marker, self.started, workspace)
+        await anyio.to_thread.run_sync(self.context.journal.record, entry)
 
     async def run(self) -> JobReport:
         """Run the job and tell the server how it ended. Never raises for the job's or
@@ -241,7 +241,7 @@ class JobRun:
         outcome: Outcome | None = None
         step: StepOutcome | None = None
         try:
-            self._journal()
+            await self._journal()
             step = await self._attempt()
             outcome = Outcome(step.reason, self.started, step.error or None)
         except NodeError as exc:
@@ -298,7 +298,7 @@ class JobRun:
             gpu_count=self.context.gpu_count,
         )
         workspace.write_json("spec.json", {"job": self.job.pk, "spec": dataclasses.asdict(spec)})
-        self._journal()
+        await self._journal()
         executor = make_executor(self.settings, spec.use_mpi)
         await stage(
             spec, workspace, self.client.download, InputBudget(self.settings.run.max_input_bytes)
@@ -315,7 +315,7 @@ class JobRun:
         lost = await self._start()
         if lost is not None:
             return StepOutcome(EndReason.TAKEN, lost)
-        self._journal()
+        await self._journal()
         self.context.metrics.jobs_started.inc()
         self.log.info(
             "job started",
