@@ -147,6 +147,7 @@ class Execution:
             max_log_bytes=run.max_log_bytes,
             ranks=ranks,
             on_line=self.tracker.feed_line,
+            on_lines=self.tracker.feed_lines,
             line_filter=self.redactor.redact,
             secret_finder=self.redactor,
             user=self.workspace.owner,

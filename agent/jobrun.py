@@ -238,19 +238,21 @@ class JobRun:
             return self.execution.step
         return self._phase
 
-    def _journal(self) -> None:
+    def _entry(self) -> JournalEntry:
         workspace = str(self.execution.workspace.root) if self.execution else None
-        self.context.journal.record(
-            JournalEntry(
-                self.node,
-                self.job.pk,
-                self.marker,
-                self.started,
-                workspace,
-                self.slurm_job,
-                self.log_start,
-            )
+        return JournalEntry(
+            self.node,
+            self.job.pk,
+            self.marker,
+            self.started,
+            workspace,
+            self.slurm_job,
+            self.log_start,
         )
+
+    async def _journal(self) -> None:
+        """Record the job for recovery; the write and its fsync in a worker thread."""
+        await anyio.to_thread.run_sync(self.context.journal.record, self._entry())
 
     def _extra_env(self) -> dict[str, str]:
         """The agent's variables for the job: its pk, and on this host its GPUs (Slurm
@@ -265,7 +267,7 @@ class JobRun:
         self.slurm_job = slurm_job
         if self.execution is not None:
             self.log_start = self.execution.workspace.log_size()
-        self._journal()
+        self.context.journal.record(self._entry())  # at once: sbatch has answered
         self.log.info("job submitted to Slurm", slurm_job=slurm_job)
 
     async def run(self) -> JobReport:
@@ -284,7 +286,7 @@ class JobRun:
         outcome: Outcome | None = None
         step: StepOutcome | None = None
         try:
-            self._journal()
+            await self._journal()
             step = await attempt()
             outcome = Outcome(step.reason, self.started, step.error or None)
         except NodeError as exc:
@@ -342,7 +344,7 @@ class JobRun:
             on_scheduled=self._scheduled,
         )
         workspace.write_json("spec.json", {"job": self.job.pk, "spec": dataclasses.asdict(spec)})
-        self._journal()
+        await self._journal()
         executor = make_executor(self.settings, spec)
         await stage(
             spec, workspace, self.client.download, InputBudget(self.settings.run.max_input_bytes)
@@ -359,7 +361,7 @@ class JobRun:
         lost = await self._start()
         if lost is not None:
             return StepOutcome(EndReason.TAKEN, lost)
-        self._journal()
+        await self._journal()
         self.context.metrics.jobs_started.inc()
         self.log.info(
             "job started",
@@ -411,7 +413,7 @@ class JobRun:
         )
         executor = make_executor(self.settings, self.spec)
         self._phase = "running"
-        self._journal()
+        await self._journal()
         self.context.metrics.jobs_started.inc()
         self.log.info("following the job's Slurm job again", slurm_job=entry.slurm_job)
         if self.context.observer is not None:

@@ -6,15 +6,17 @@ a number ≤ 1 is a fraction, with ``%`` or above 1 a percent), and a number wri
 ``$AGENT_PROGRESS_FILE`` (same reading). Values are clamped to 0..1 and never go
 backwards: a job that restarts a phase does not make the server's bar jump back.
 
-:class:`ProgressTracker` is fed lines from the executor's thread-free callback and
-answers :meth:`ProgressTracker.due` with what to post, if anything; the job runner
-does the posting, so the coalescing rule is plain code with ``now`` as an argument.
+:class:`ProgressTracker` is fed lines by the executor's log reader (a thread of its
+own; a block of lines at a time when nothing in them is a progress line) and answers
+:meth:`ProgressTracker.due` with what to post, if anything; the job runner does the
+posting, so the coalescing rule is plain code with ``now`` as an argument.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +88,16 @@ def read_progress_file(path: Path) -> float | None:
     return read_fraction(text.strip()) if text.strip() else None
 
 
+def _line_head(data: bytes, start: int, end: int) -> str:
+    """The line ``data[start:end]`` as the tail keeps it: decoded, without its ``\r``,
+    at most :data:`MESSAGE_CHARS` characters (only that many bytes are decoded)."""
+    limit = 4 * MESSAGE_CHARS + 1  # bytes holding that many characters, and one more
+    if end - start > limit:
+        return data[start : start + limit].decode("utf-8", errors="replace")[:MESSAGE_CHARS]
+    line = data[start:end].decode("utf-8", errors="replace")
+    return line.removesuffix("\r")[:MESSAGE_CHARS]
+
+
 @dataclass(frozen=True)
 class ProgressPost:
     value: float
@@ -107,18 +119,51 @@ class ProgressTracker:
         self._changed = True
         self._last_post: float | None = None
         self.posts = 0
+        self._lock = threading.RLock()
+        """The log reader's thread feeds lines while the event loop asks :meth:`due`."""
+
+    def feed_lines(self, data: bytes) -> None:
+        """Called with several lines the job printed (UTF-8), joined by ``\n``.
+
+        Without a progress regex, only a block with ``##agent`` in it can hold a
+        progress line: any other block only refreshes the log tail with its last lines
+        (and only those are decoded).
+        """
+        if self._regex is not None or (b"#" in data and b"##agent" in data):
+            with self._lock:
+                for line in data.decode("utf-8", errors="replace").split("\n"):
+                    self._feed_line(line.removesuffix("\r"))
+            return
+        last: list[str] = []
+        end = len(data)
+        while len(last) < LOG_TAIL_LINES:  # not rsplit: it would copy all the rest too
+            start = data.rfind(b"\n", 0, end) + 1
+            last.append(_line_head(data, start, end))
+            if start == 0:
+                break
+            end = start - 1
+        with self._lock:
+            self._tail.extend(reversed(last))
 
     def feed_line(self, line: str) -> None:
         """Called for every line the job prints."""
+        with self._lock:
+            self._feed_line(line)
+
+    def _feed_line(self, line: str) -> None:
         value = parse_agent_line(line)
         if value is None and self._regex is not None:
             value = parse_regex_line(line, self._regex)
         if value is not None:
-            self.update(value, line.strip()[:MESSAGE_CHARS])
+            self._update(value, line.strip()[:MESSAGE_CHARS])
         else:
             self._tail.append(line[:MESSAGE_CHARS])
 
     def update(self, value: float, message: str | None = None) -> None:
+        with self._lock:
+            self._update(value, message)
+
+    def _update(self, value: float, message: str | None) -> None:
         if value > self.value:
             self.value = value
             self._changed = True
@@ -127,11 +172,16 @@ class ProgressTracker:
             self._changed = True
 
     def log_tail(self) -> str:
-        text = "\n".join(self._tail)
+        with self._lock:
+            text = "\n".join(self._tail)
         return text[-LOG_TAIL_CHARS:]
 
     def due(self, now: float) -> ProgressPost | None:
         """What to post at ``now``: a change at most once per interval, else a keep-alive."""
+        with self._lock:
+            return self._due(now)
+
+    def _due(self, now: float) -> ProgressPost | None:
         since = None if self._last_post is None else now - self._last_post
         if since is not None:
             if since < self.interval:

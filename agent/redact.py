@@ -17,6 +17,7 @@ import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 
+from agent.needles import Screen, screen_for
 from executors.env import is_credential
 
 MASK = "****"
@@ -39,6 +40,8 @@ class Redactor:
         """This redactor's own literals (a child's parent holds the agent's)."""
         self._cache: tuple[object, object, re.Pattern[str] | None, int] = (None, None, None, 0)
         """(parent's literals, own literals) it was built from, their regex, longest."""
+        self._screen: tuple[object, object, Screen | None] = (None, None, None)
+        """(parent's literals, own literals) the screen was built from, the screen."""
         for secret in secrets:
             self.add_secret(secret)
 
@@ -79,6 +82,23 @@ class Redactor:
         longest = max((len(item.encode()) for item in ordered), default=0)
         self._cache = (base, own, regex, longest)
         return regex, longest
+
+    def _current_screen(self) -> Screen:
+        base = self._parent._literals if self._parent is not None else None
+        own = self._literals
+        cached = self._screen
+        if cached[0] is base and cached[1] is own and cached[2] is not None:
+            return cached[2]
+        screen = screen_for(self._patterns, own | base if base else own)
+        self._screen = (base, own, screen)
+        return screen
+
+    def may_hold_secret(self, data: bytes) -> bool:
+        """False only when :meth:`redact` would leave ``data`` (decoded as UTF-8, bad
+        bytes replaced) as it is, and :meth:`spans` would find nothing in it, line by
+        line or as a whole: no literal and no needle of a pattern is in it
+        (:mod:`agent.needles`). Runs at memory speed; True is only a "maybe"."""
+        return self._current_screen().may_hold(data)
 
     def redact(self, text: str) -> str:
         literal_re, _ = self._literal_re()

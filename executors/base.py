@@ -45,14 +45,26 @@ class MpiNotFoundError(NodeError):
 LineCallback = Callable[[str], None]
 """Called with each line of the job's output (decoded, without the newline)."""
 
+LinesCallback = Callable[[bytes], None]
+"""Called with several lines of the job's output at once, as the log file gets them
+(filtered, UTF-8), joined by ``\n`` (a line's ``\r`` is left on it). A sink given
+one calls it instead of the line callback, so that a chatty job's output is looked at
+a block at a time, not a Python call per line, and decoded only where needed."""
+
 LineFilter = Callable[[str], str]
 """Applied to each line before it reaches the log file and the line callback
 (redaction of secrets)."""
 
 
 class SecretFinder(Protocol):
-    """Where secrets are in a text, so a long line is never cut inside one
-    (:class:`agent.redact.Redactor` is one)."""
+    """Where secrets are in a text, so a long line is never cut inside one, and whether
+    a block of output may hold one at all (:class:`agent.redact.Redactor` is one)."""
+
+    def may_hold_secret(self, data: bytes) -> bool:
+        """False only when the run's line filter would leave every line of ``data``
+        (decoded as UTF-8, bad bytes replaced) unchanged and :meth:`spans` would find
+        nothing in it: the sink then skips the filter for that block."""
+        ...
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Character spans of the secrets (and keyword+value matches) in ``text``."""
@@ -92,6 +104,8 @@ class PreparedRun:
     user: JobUser | None = None
     """Run every process as this account (needs a root agent); None: the agent's own."""
     on_line: LineCallback | None = None
+    on_lines: LinesCallback | None = None
+    """Takes the lines a block at a time; when set, :attr:`on_line` is not called."""
     line_filter: LineFilter | None = None
     secret_finder: SecretFinder | None = None
     """Where the secrets the line filter masks are: a long line is cut outside them."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from executors.base import NodeError, PreparedRun, RunHandle
 from executors.env import run_environment
-from executors.process import command_argv, spawn, spawn_failure
+from executors.process import command_argv, spawn_failure, spawn_off_loop
 
 #: Exit code of a command that was not found (as a POSIX shell reports it).
 NOT_FOUND = 127
@@ -58,7 +58,7 @@ class SubprocessExecutor:
         argv = command_argv(run.command)
         env = run_environment(run, self._agent_env)
         try:
-            return spawn(argv, env, run)
+            started = await spawn_off_loop(argv, env, run)
         except subprocess.SubprocessError as exc:
             raise NodeError(f"cannot pin the job to cores {sorted(run.cores)}: {exc}") from exc
         except OSError as exc:
@@ -66,3 +66,4 @@ class SubprocessExecutor:
             if code is None:
                 raise NodeError(f"cannot start the job: {exc}") from exc
             return spawn_failure(run, f"[agent: cannot run {argv[0]!r}: {exc.strerror}]", code)
+        return started

@@ -9,6 +9,14 @@ between words where it can, and never inside a secret the run's
 :class:`~executors.base.SecretFinder` sees, so the filter can mask it whole), so neither
 a chatty job nor one enormous line without a newline grows the agent: a partial line
 is held back up to :data:`MAX_LINE` plus the finder's reach.
+
+Output is taken a block at a time: the complete lines of a read go to the file in one
+write, and the filter only runs over a block when the finder says it may hold a secret
+(:meth:`~executors.base.SecretFinder.may_hold_secret`, a memory-speed search for the
+literal secrets and the patterns' keywords); a block that may, or that has a line longer
+than :data:`MAX_LINE`, goes line by line as described above. :func:`pump` does the
+reading and writing in a worker thread of its own, so a chatty job costs the event loop
+nothing.
 """
 
 from __future__ import annotations
@@ -16,21 +24,31 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
 import anyio
-import anyio.lowlevel
+import anyio.to_thread
 
-from executors.base import JobTampered, LineCallback, LineFilter, PreparedRun, SecretFinder
+from executors.base import (
+    JobTampered,
+    LineCallback,
+    LineFilter,
+    LinesCallback,
+    PreparedRun,
+    SecretFinder,
+)
 from executors.safefiles import NotRegularFile, open_regular
 
 #: Errors that mean the disk is full: the log stops, the run goes on.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
-#: Bytes read from the pipe at once.
+#: Bytes read from the pipe at once by default (a pipe's default capacity).
 CHUNK = 64 * 1024
 
 #: Longest line handed on whole; longer ones are cut into pieces of at most this size.
@@ -38,6 +56,19 @@ MAX_LINE = 64 * 1024
 
 #: How far back from :data:`MAX_LINE` a long line is cut at a space or tab instead.
 SPLIT_WINDOW = 4 * 1024
+
+#: Niceness of a reader thread (Linux sets it per thread): a job printing without
+#: pause has its log taken in when the CPU is not wanted by its neighbours.
+READER_NICE = 10
+
+#: Share of the time a reader thread may spend taking in output without pause: after a
+#: block it sleeps (without the GIL) in proportion to the CPU time the block took. A
+#: job that prints flat out then waits on its pipe, instead of the agent's event loop
+#: waiting on the GIL (a job printing little does not notice).
+READER_DUTY = 0.5
+
+#: Shorter pauses are not worth a sleep.
+MIN_PAUSE = 0.0002
 
 #: Write buffer of the log file.
 _FILE_BUFFER = 64 * 1024
@@ -60,6 +91,21 @@ def utf8_cut(data: bytes, limit: int) -> int:
         if data[cut] & 0xC0 != 0x80:  # not a continuation byte: a character starts here
             return cut
     return limit
+
+
+def lines_within(data: bytes, limit: int) -> bool:
+    """Whether no line of ``data`` (split at ``\n``) is longer than ``limit`` bytes.
+
+    Looks for the last newline within each ``limit + 1`` bytes, so it takes about
+    ``len(data) / limit`` searches, not one per line.
+    """
+    pos, size = 0, len(data)
+    while size - pos > limit:
+        newline = data.rfind(b"\n", pos, pos + limit + 1)
+        if newline < 0:
+            return False
+        pos = newline + 1
+    return True
 
 
 def split_point(data: bytes, limit: int, window: int = SPLIT_WINDOW) -> int:
@@ -126,10 +172,12 @@ class LogSink:
         *,
         max_line: int = MAX_LINE,
         secret_finder: SecretFinder | None = None,
+        on_lines: LinesCallback | None = None,
     ) -> None:
         self._path = log_path
         self._max_log_bytes = max_log_bytes
         self._on_line = on_line
+        self._on_lines = on_lines
         self._filter = line_filter
         self._max_line = max_line
         self._finder = secret_finder
@@ -154,6 +202,7 @@ class LogSink:
             run.on_line,
             run.line_filter,
             secret_finder=run.secret_finder,
+            on_lines=run.on_lines,
         )
 
     def __enter__(self) -> LogSink:
@@ -184,19 +233,25 @@ class LogSink:
     def feed(self, data: bytes) -> None:
         """Take the next bytes of output; complete lines are handed on at once."""
         self.bytes_seen += len(data)
-        if self.truncated and self._on_line is None:
+        if self.truncated and self._on_line is None and self._on_lines is None:
             return  # nothing will look at these bytes any more
-        lines = (self._pending + data if self._pending else data).split(b"\n")
-        rest = lines.pop()
-        for line in lines:
-            self._line(line)
+        end = data.rfind(b"\n")
+        if end >= 0:  # one copy: the lines before the last newline, the rest after it
+            self._block(b"".join((self._pending, memoryview(data)[:end])))
+            self._pending = b""
+            data = data[end + 1 :]
+        data = self._pending + data if self._pending else data
         # Hold back the finder's reach: a secret at the cut may not have arrived whole.
-        hold = self._max_line + (self._finder.reach if self._finder is not None else 0)
-        while len(rest) > hold:
-            cut = self._cut(rest)
-            self._emit(rest[:cut])
-            rest = rest[cut:]
-        self._pending = rest
+        reach = self._finder.reach if self._finder is not None else 0
+        hold = self._max_line + reach
+        pos = 0
+        while len(data) - pos > hold:
+            window = data[pos : pos + hold + 1]  # the byte at the cut decides it too
+            clean = self._clean(window)
+            cut = split_point(window, self._max_line) if clean else self._cut(window)
+            self._emit(window[:cut], clean=clean)
+            pos += cut
+        self._pending = data[pos:] if pos else data
 
     def finish(self) -> None:
         """End of output: a final line without a newline still counts; flush the file."""
@@ -208,6 +263,33 @@ class LogSink:
     def notice(self, text: str) -> None:
         """Add a line of the agent's own (a spawn failure, say) to the log and callback."""
         self._emit(text.encode())
+
+    def _clean(self, data: bytes) -> bool:
+        """Whether the filter would leave every line of ``data`` as it is (and no
+        secret is in it to cut around)."""
+        if self._filter is None and self._finder is None:
+            return True
+        return self._finder is not None and not self._finder.may_hold_secret(data)
+
+    def _block(self, block: bytes) -> None:
+        """Complete lines (joined by ``\n``, without the last one's): at once when no
+        line is too long and no secret can be in them, else line by line."""
+        if not (lines_within(block, self._max_line) and self._clean(block)):
+            for line in block.split(b"\n"):
+                self._line(line)
+            return
+        valid = block
+        if not block.isascii():  # what a decode and encode do to bytes that are no UTF-8
+            valid = block.decode("utf-8", errors="replace").encode("utf-8", errors="replace")
+            if self._filter is not None:  # the filter's own round trip
+                block = valid
+        if self._on_lines is not None:
+            self._on_lines(valid)
+        elif self._on_line is not None:
+            text = block.decode("utf-8", errors="replace")
+            for item in text.split("\n"):
+                self._on_line(item.removesuffix("\r"))
+        self._write_block(block)
 
     def _line(self, line: bytes) -> None:
         while len(line) > self._max_line:
@@ -222,14 +304,32 @@ class LogSink:
             return cut
         return secret_safe_cut(data, cut, self._finder)
 
-    def _emit(self, raw: bytes) -> None:
+    def _emit(self, raw: bytes, *, clean: bool = False) -> None:
+        """One line (or piece): filtered unless ``clean`` (nothing to mask in it)."""
         text = raw.decode("utf-8", errors="replace")
-        if self._filter is not None:
+        if self._filter is not None and not clean:
             text = self._filter(text)
             raw = text.encode("utf-8", errors="replace")
-        if self._on_line is not None:
+        elif self._filter is not None and not raw.isascii():
+            raw = text.encode("utf-8", errors="replace")
+        if self._on_lines is not None:
+            ascii_or_valid = self._filter is not None or raw.isascii()
+            self._on_lines(raw if ascii_or_valid else text.encode("utf-8", errors="replace"))
+        elif self._on_line is not None:
             self._on_line(text.removesuffix("\r"))
         self._write(raw)
+
+    def _write_block(self, block: bytes) -> None:
+        """Lines joined by ``\n``: in one write while they fit under the cap."""
+        if self.truncated or self._file is None:
+            return
+        size = len(block) + 1
+        if self.bytes_written + size > self._budget:  # line by line up to the cap
+            for line in block.split(b"\n"):
+                self._write(line)
+            return
+        self._disk_safe(lambda file: file.writelines((block, b"\n")))
+        self.bytes_written += size
 
     def _write(self, raw: bytes) -> None:
         if self.truncated or self._file is None:
@@ -261,21 +361,83 @@ class LogSink:
                 file.close()
 
 
+class PipeReader:
+    """Reads a non-blocking pipe into a sink in a thread of its own until end of file
+    or :meth:`stop`; the event loop never sees the bytes."""
+
+    def __init__(self, fd: int, sink: LogSink, chunk: int = CHUNK) -> None:
+        self._fd = fd
+        self._sink = sink
+        self._chunk = chunk
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._wake: int | None = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self.done = threading.Event()
+        """Set when :meth:`run` has returned (the sink is the caller's again)."""
+        self.error: BaseException | None = None
+        """What ended :meth:`run` other than end of file or a stop."""
+
+    def start(self) -> None:
+        """Run :meth:`run` in a new daemon thread."""
+        threading.Thread(target=self.run, name="agent-log-reader", daemon=True).start()
+
+    def run(self) -> None:
+        """Read and feed until end of file (then :meth:`LogSink.finish`) or a stop."""
+        try:
+            assert self._wake is not None
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READER_NICE)
+            poller = select.poll()
+            poller.register(self._fd, select.POLLIN)
+            poller.register(self._wake, select.POLLIN)
+            while not self._stop.is_set():
+                try:
+                    data = os.read(self._fd, self._chunk)
+                except BlockingIOError:
+                    poller.poll()
+                    continue
+                if not data:
+                    self._sink.finish()
+                    return
+                began = time.thread_time()
+                self._sink.feed(data)
+                pause = (time.thread_time() - began) * (1 - READER_DUTY) / READER_DUTY
+                if pause >= MIN_PAUSE:  # a big block: let the others in before the next
+                    time.sleep(pause)
+        except BaseException as exc:  # handed to the awaiting task by pump()
+            self.error = exc
+        finally:
+            with self._lock:
+                if self._wake is not None:
+                    os.close(self._wake)
+                    self._wake = None
+            self.done.set()
+
+    def stop(self) -> None:
+        """Make :meth:`run` return after the block it is in (harmless once it has)."""
+        self._stop.set()
+        with self._lock:
+            if self._wake is not None:
+                os.eventfd_write(self._wake, 1)
+
+
 async def pump(fd: int, sink: LogSink, chunk: int = CHUNK) -> None:
     """Read the non-blocking pipe ``fd`` into ``sink`` until end of file.
 
-    Reads at most ``chunk`` bytes at a time and yields to the event loop between
-    chunks, so a job printing without pause cannot starve the agent. Does not close
-    ``fd``; calls :meth:`LogSink.finish` at end of file.
+    The reading, filtering and writing run in a thread of their own
+    (:class:`PipeReader`), so a job printing without pause cannot starve the event
+    loop. Cancelled, it stops the thread and waits for it (the sink is then the
+    caller's alone). Does not close ``fd``; calls :meth:`LogSink.finish` at end of file.
     """
-    while True:
-        try:
-            data = os.read(fd, chunk)
-        except BlockingIOError:
-            await anyio.wait_readable(fd)
-            continue
-        if not data:
-            break
-        sink.feed(data)
-        await anyio.lowlevel.checkpoint()
-    sink.finish()
+    reader = PipeReader(fd, sink, chunk)
+    limiter = anyio.CapacityLimiter(1)  # not the shared pool: one per running job
+    reader.start()
+    try:
+        await anyio.to_thread.run_sync(reader.done.wait, abandon_on_cancel=True, limiter=limiter)
+    finally:
+        if not reader.done.is_set():
+            reader.stop()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(reader.done.wait, limiter=limiter)
+    if reader.error is not None:
+        raise reader.error

@@ -40,6 +40,7 @@ and are not reaped by the main process's tree escape both.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import resource
 import signal
@@ -94,6 +95,11 @@ DRAIN_TIMEOUT = 2.0
 
 #: Seconds to wait after the final SIGKILL for the killed processes to disappear.
 KILL_SETTLE_TIMEOUT = 5.0
+
+#: Capacity asked for the output pipe (Linux allows up to ``fs.pipe-max-size``, 1 MiB
+#: by default, unprivileged), and the most read from it at once: a chatty job is taken
+#: in large blocks, with few wake-ups.
+PIPE_SIZE = 1024 * 1024
 
 
 def end_of(status: int, requested: EndKind | None) -> tuple[EndKind, int | None, int | None]:
@@ -244,7 +250,7 @@ class ProcessRun:
 
     async def _pump_output(self) -> None:
         try:
-            await pump(self._fd, self._sink)
+            await pump(self._fd, self._sink, PIPE_SIZE)
         finally:
             self._eof.set()
 
@@ -443,9 +449,33 @@ def spawn(
     :class:`subprocess.SubprocessError` (the affinity could not be set) through: the
     caller decides whose fault that is.
     """
+    return ProcessRun(*start_process(argv, env, run, pin=pin))
+
+
+async def spawn_off_loop(
+    argv: Sequence[str], env: dict[str, str], run: PreparedRun, *, pin: bool = True
+) -> ProcessRun:
+    """:func:`spawn` with the fork and exec (and the wait for the exec, a few ms with a
+    ``preexec_fn``) in a worker thread: the event loop serves the other jobs meanwhile.
+    Not cancellable while it runs, so a started process is always handed back."""
+    with anyio.CancelScope(shield=True):
+        parts = await anyio.to_thread.run_sync(lambda: start_process(argv, env, run, pin=pin))
+    return ProcessRun(*parts)
+
+
+_Started = tuple["subprocess.Popen[bytes]", int, PreparedRun, LogSink, float, "JobCgroup | None"]
+
+
+def start_process(
+    argv: Sequence[str], env: dict[str, str], run: PreparedRun, *, pin: bool = True
+) -> _Started:
+    """The blocking part of :func:`spawn` (safe in any thread): what its
+    :class:`ProcessRun` is made of."""
     sink = open_sink(run)
     cgroup = new_cgroup(run)
     read_fd, write_fd = os.pipe()
+    with contextlib.suppress(OSError):  # over the system's limit: the default size
+        fcntl.fcntl(read_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     try:
         popen = subprocess.Popen(
             list(argv),
@@ -471,7 +501,7 @@ def spawn(
         cgroup.remove()
         cgroup = None
     os.set_blocking(read_fd, False)
-    return ProcessRun(popen, read_fd, run, sink, started, cgroup)
+    return popen, read_fd, run, sink, started, cgroup
 
 
 def new_cgroup(run: PreparedRun) -> JobCgroup | None:

@@ -41,6 +41,9 @@ from agent.server.models import Job, Node, OutputInfo, Template, Tokens
 from executors.safefiles import open_regular
 
 CHUNK_SIZE = 256 * 1024
+UPLOAD_CHUNK = 1024 * 1024
+"""Bytes read (in a worker thread) and sent at once in an upload: fewer thread hops
+and socket writes per GiB, a few MiB of memory at most."""
 LOGIN_WAIT_MAX = 2.0
 """Longest pause between start-up login attempts, so giving up comes soon after
 ``server.startup_timeout``."""
@@ -464,7 +467,7 @@ class ServerClient:
         async def chunks() -> AsyncIterator[bytes]:
             offset = 0
             while offset < size:
-                want = min(CHUNK_SIZE, size - offset)
+                want = min(UPLOAD_CHUNK, size - offset)
                 chunk = await anyio.to_thread.run_sync(os.pread, source, want, offset)
                 if self.observer is not None:
                     self.observer.sent(want)
