@@ -3,7 +3,9 @@
 ``node.slots`` nodes are registered as ``(ip, index)``; each runs at most one job. The
 loop lists pending jobs (oldest first), skips those that are not ours (executor class)
 or can never fit, takes the first that fits what is free now, acquires it (406 → the
-next candidate) and runs it in the background. It polls again at once when a job
+next candidate) and runs it in the background. An agent that lost an acquire to
+another node in the last 30 s starts its picks at a random one of the 16 oldest jobs,
+so agents sharing a queue stop racing for the same job. It polls again at once when a job
 ends, else after ``poll.interval`` with jitter, backing off on server errors.
 
 Shutdown escalates: :meth:`Agent.drain` stops taking work; after
@@ -51,11 +53,13 @@ from agent.server import (
 from agent.server.errors import field_errors
 from agent.server.link import log_failed_call
 from agent.slots import (
+    SPREAD_WINDOW,
     Allocation,
     Allocator,
     Need,
     SlotPlan,
     slot_plans,
+    spread,
     why_never_fits,
     why_no_slot_takes,
 )
@@ -69,6 +73,8 @@ from executors.slurm import SlurmCommands
 logger = structlog.get_logger("agent")
 
 HEARTBEAT_SECONDS = 30.0
+CONTENTION_MEMORY = 30.0
+"""Seconds after an acquire lost to another node during which picks are spread."""
 BUSY_RECHECK_SECONDS = 5.0
 """With every slot busy, the poll loop still wakes at least this often (and ticks)."""
 
@@ -187,6 +193,8 @@ class Agent:
         self._run_problem: str | None = None
         """Why no job can run here at all (the job user cannot reach run.work_dir)."""
         self._taken = 0
+        self._contended_until = float("-inf")
+        """Until when this agent spreads its picks (it lost an acquire lately)."""
         self._not_pending: str | None = None
         self.idle_polls = 0
         self.registered = False
@@ -526,6 +534,16 @@ class Agent:
         with anyio.move_on_after(timeout):
             await self._wake.wait()
 
+    async def _ordered_candidates(self) -> list[Job]:
+        """Pending jobs, oldest first; spread near the head of the queue while this
+        agent is losing acquires to others (:func:`~agent.slots.spread`)."""
+        if self.partitions is not None:
+            await self.partitions.refresh()
+        candidates = await self._candidates()
+        if time.monotonic() < self._contended_until:
+            candidates = spread(candidates, random.randrange(SPREAD_WINDOW))  # noqa: S311
+        return candidates
+
     async def _candidates(self) -> list[Job]:
         client = self.context.client
         if self.only_job is not None:
@@ -547,9 +565,7 @@ class Agent:
         """Acquire as many fitting jobs as there are free slots; returns how many."""
         client = self.context.client
         taken = 0
-        if self.partitions is not None:
-            await self.partitions.refresh()
-        candidates = await self._candidates()
+        candidates = await self._ordered_candidates()
         self.context.metrics.polled()
         pending = {job.pk for job in candidates}
         self._skipped = {pk: why for pk, why in self._skipped.items() if pk in pending}
@@ -581,6 +597,7 @@ class Agent:
             try:
                 acquired = await client.acquire(job.pk, slot.node)
             except JobTaken:
+                self._contended_until = time.monotonic() + CONTENTION_MEMORY
                 self.allocator.release(allocation)
                 logger.info("job taken by another node", job=job.pk)
                 continue

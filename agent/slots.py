@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
+
+#: How many of the oldest pending jobs a contending agent spreads its picks over.
+SPREAD_WINDOW = 16
 
 
 @dataclass(frozen=True)
@@ -142,3 +148,14 @@ def why_no_slot_takes(plans: Sequence[SlotPlan], gpus_needed: int) -> str | None
     if gpus_needed == 0:
         return "a CPU job, and this agent has no CPU slots (node.slots = per-gpu, cpu_slots = 0)"
     return f"needs {gpus_needed} gpus, and each per-gpu slot has 1"
+
+
+def spread(candidates: Sequence[T], offset: int, window: int = SPREAD_WINDOW) -> list[T]:
+    """The candidates with the first ``window`` of them rotated by ``offset``: agents
+    that lost acquires to each other start at different jobs near the head of the
+    queue instead of all racing for the oldest one. Order beyond the window is kept."""
+    head = min(window, len(candidates))
+    if head <= 1:
+        return list(candidates)
+    shift = offset % head
+    return [*candidates[shift:head], *candidates[:shift], *candidates[head:]]

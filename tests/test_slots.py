@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.slots import Allocator, Need, pick_ids, why_never_fits
+from agent.slots import Allocator, Need, pick_ids, spread, why_never_fits
 
 
 def test_pick_lowest_ids() -> None:
@@ -50,3 +50,14 @@ def test_never_fits(need: Need, why: str | None) -> None:
 
 def test_any_queue_when_none_configured() -> None:
     assert why_never_fits(Need({"cores": 1}, 0, "X"), {"cores": 1}, 10, []) is None
+
+
+def test_spread_rotates_only_the_head_of_the_queue() -> None:
+    jobs = list(range(20))
+    assert spread(jobs, 0) == jobs
+    assert spread(jobs, 3, window=5) == [3, 4, 0, 1, 2, *range(5, 20)]
+    assert spread(jobs, 21, window=5) == [1, 2, 3, 4, 0, *range(5, 20)]  # offset mod head
+    assert spread([7, 8], 5) == [8, 7]
+    assert spread([7], 5) == [7] and spread([], 5) == []
+    for offset in range(40):
+        assert sorted(spread(jobs, offset)) == jobs  # nothing lost, nothing repeated
