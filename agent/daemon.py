@@ -174,8 +174,11 @@ class Agent:
         """Memory in use per GPU (NVML only), for ``/status`` and ``/metrics``."""
         self.plans = slot_plans(settings.node.slots, settings.node.cpu_slots, self.gpus.indices())
         """The node slots: ``node.slots`` sharing the GPUs, or one per GPU (``per-gpu``)."""
+        self.slurm = SlurmCommands()
+        """Slurm's client commands (``run.executor = "slurm"``, and recovery of a job
+        an earlier life of the agent submitted)."""
         self.partitions = (
-            PartitionBook(SlurmCommands(), settings.slurm.partition)
+            PartitionBook(self.slurm, settings.slurm.partition)
             if settings.run.executor == "slurm"
             else None
         )
@@ -345,7 +348,6 @@ class Agent:
         here); one that is not is cancelled in Slurm before the job is given back."""
         if entry.slurm_job is None:
             return False
-        commands = SlurmCommands()
         try:
             job = await self.context.client.get_job(entry.job, node=node)
         except (ServerError, ServerUnreachable) as exc:
@@ -361,7 +363,7 @@ class Agent:
             job=entry.job,
             slurm_job=entry.slurm_job,
         )
-        await commands.cancel(entry.slurm_job, self.context.job_user)
+        await self.slurm.cancel(entry.slurm_job, self.context.job_user)
         return False
 
     async def _resume_jobs(self, group: anyio.abc.TaskGroup) -> None:
@@ -375,7 +377,7 @@ class Agent:
             spec = resolve_spec(template, job) if template is not None else None
             if not isinstance(spec, RunSpec):
                 logger.error("cannot follow the interrupted Slurm job again", job=job.pk)
-                await SlurmCommands().cancel(entry.slurm_job or "", self.context.job_user)
+                await self.slurm.cancel(entry.slurm_job or "", self.context.job_user)
                 await recover_node(
                     self.context.client,
                     self.context.journal,

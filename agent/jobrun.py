@@ -254,6 +254,19 @@ class JobRun:
         """Record the job for recovery; the write and its fsync in a worker thread."""
         await anyio.to_thread.run_sync(self.context.journal.record, self._entry())
 
+    def _execution(self, spec: RunSpec, workspace: Workspace) -> Execution:
+        return Execution(
+            spec,
+            workspace,
+            self.settings,
+            self.redactor,
+            self.cores,
+            self.marker,
+            extra_env=self._extra_env(),
+            gpu_count=self.context.gpu_count,
+            on_scheduled=self._scheduled,
+        )
+
     def _extra_env(self) -> dict[str, str]:
         """The agent's variables for the job: its pk, and on this host its GPUs (Slurm
         sets a job's GPU variables itself, from ``--gres``)."""
@@ -332,17 +345,7 @@ class JobRun:
             name,
             self.context.job_user,
         )
-        self.execution = Execution(
-            spec,
-            workspace,
-            self.settings,
-            self.redactor,
-            self.cores,
-            self.marker,
-            extra_env=self._extra_env(),
-            gpu_count=self.context.gpu_count,
-            on_scheduled=self._scheduled,
-        )
+        self.execution = self._execution(spec, workspace)
         workspace.write_json("spec.json", {"job": self.job.pk, "spec": dataclasses.asdict(spec)})
         await self._journal()
         executor = make_executor(self.settings, spec)
@@ -400,17 +403,7 @@ class JobRun:
         )
         if not workspace.run_dir.is_dir():
             raise NodeError(f"the interrupted job's directory {workspace.run_dir} is gone")
-        self.execution = Execution(
-            self.spec,
-            workspace,
-            self.settings,
-            self.redactor,
-            self.cores,
-            self.marker,
-            extra_env=self._extra_env(),
-            gpu_count=self.context.gpu_count,
-            on_scheduled=self._scheduled,
-        )
+        self.execution = self._execution(self.spec, workspace)
         executor = make_executor(self.settings, self.spec)
         self._phase = "running"
         await self._journal()

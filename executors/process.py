@@ -544,8 +544,11 @@ def place(cgroup: JobCgroup, pid: int) -> bool:
     return True
 
 
-def spawn_failure(run: PreparedRun, message: str, exit_code: int) -> EndedRun:
-    """An :class:`EndedRun` for a command that could not start, noted in the log."""
+def spawn_failure(
+    run: PreparedRun, message: str, exit_code: int | None, error: str | None = None
+) -> EndedRun:
+    """An :class:`EndedRun` for a command that could not start, noted in the log;
+    ``error`` is :attr:`RunResult.error` (a scheduler refused it)."""
     with open_sink(run) as sink:
         sink.notice(message)
         sink.finish()
@@ -559,5 +562,6 @@ def spawn_failure(run: PreparedRun, message: str, exit_code: int) -> EndedRun:
             cpu_seconds=0.0,
             log_bytes=0,
             log_truncated=sink.truncated,
+            error=error,
         )
     )

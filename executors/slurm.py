@@ -42,7 +42,7 @@ from executors.base import (
 from executors.env import job_environment
 from executors.identity import JobUser
 from executors.logsink import LogSink
-from executors.process import EndedRun, identity_switch, open_sink
+from executors.process import identity_switch, open_sink, spawn_failure
 from executors.safefiles import NotRegularFile, open_regular
 from executors.slurm_state import (
     JobState,
@@ -245,10 +245,9 @@ class SlurmExecutor:
             if not job_fault:
                 sink.__exit__(None, None, None)
                 raise NodeError(f"sbatch failed: {message}")
-            sink.notice(f"[agent: Slurm refused the job: {message}]")
-            sink.finish()
             sink.__exit__(None, None, None)
-            return EndedRun(_refused(run, message))
+            refused = f"Slurm refused the job: {message}"
+            return spawn_failure(run, f"[agent: {refused}]", None, error=refused)
         logger.info("submitted to Slurm", slurm_job=job_id, job_name=job_name(run))
         if run.on_scheduled is not None:
             run.on_scheduled(job_id)
@@ -272,20 +271,6 @@ class SlurmExecutor:
         logger.info("following a Slurm job again", slurm_job=ref)
         sink.notice(f"[agent: restarted; following Slurm job {ref} again]")
         return SlurmRun(ref, run, sink, output_fd, self.poll_interval, self.commands)
-
-
-def _refused(run: PreparedRun, message: str) -> RunResult:
-    return RunResult(
-        kind=EndKind.EXITED,
-        exit_code=None,
-        signal=None,
-        duration=0.0,
-        peak_rss_bytes=0,
-        cpu_seconds=0.0,
-        log_bytes=0,
-        log_truncated=False,
-        error=f"Slurm refused the job: {message}",
-    )
 
 
 def _create_output(path: Path, user: JobUser | None) -> int:

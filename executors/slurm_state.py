@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,14 +253,6 @@ def slurm_ending(state: JobState, stop_requested: bool) -> SlurmEnding:
     if name == "FAILED" and state.exit_code == 0:
         return SlurmEnding(EndKind.EXITED, error=f"failed in Slurm{_reason(state)}")
     return SlurmEnding(EndKind.EXITED, exit_code=state.exit_code)
-
-
-def signal_text(number: int) -> str:
-    """``SIGKILL`` for 9 (for log lines)."""
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 # ------------------------------------------------------------------ partitions
