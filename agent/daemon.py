@@ -50,7 +50,9 @@ from agent.server import (
     ServerUnreachable,
     Template,
 )
+from agent.server.client import LazyJobs
 from agent.server.errors import field_errors
+from agent.server.filters import PENDING_JOBS
 from agent.server.link import log_failed_call
 from agent.slots import (
     SPREAD_WINDOW,
@@ -536,17 +538,18 @@ class Agent:
         with anyio.move_on_after(timeout):
             await self._wake.wait()
 
-    async def _ordered_candidates(self) -> list[Job]:
+    async def _ordered_candidates(self) -> LazyJobs:
         """Pending jobs, oldest first; spread near the head of the queue while this
         agent is losing acquires to others (:func:`~agent.slots.spread`)."""
         if self.partitions is not None:
             await self.partitions.refresh()
         candidates = await self._candidates()
         if time.monotonic() < self._contended_until:
-            candidates = spread(candidates, random.randrange(SPREAD_WINDOW))  # noqa: S311
+            offset = random.randrange(SPREAD_WINDOW)  # noqa: S311
+            candidates = candidates.reordered(lambda items: spread(items, offset))
         return candidates
 
-    async def _candidates(self) -> list[Job]:
+    async def _candidates(self) -> LazyJobs:
         client = self.context.client
         if self.only_job is not None:
             try:
@@ -554,8 +557,8 @@ class Agent:
             except NotFound:
                 raise JobNotFound(self.only_job) from None
             self._not_pending = why_not_pending(job)
-            return [] if self._not_pending else [job]
-        return await client.list_pending_jobs()
+            return LazyJobs([] if self._not_pending else [job])
+        return await client.lazy_jobs(PENDING_JOBS)
 
     def why_not_taken(self, pk: int) -> str | None:
         """Why this agent left job ``pk`` alone (``run-once --job``), if it said so."""
@@ -569,7 +572,7 @@ class Agent:
         taken = 0
         candidates = await self._ordered_candidates()
         self.context.metrics.polled()
-        pending = {job.pk for job in candidates}
+        pending = candidates.pks
         self._skipped = {pk: why for pk, why in self._skipped.items() if pk in pending}
         for job in candidates:
             free = [slot for slot in self.slots if slot.job is None]

@@ -238,8 +238,18 @@ class JobRun:
             return self.execution.step
         return self._phase
 
+    @property
+    def workspace_name(self) -> str:
+        """The name of the job's directories (under ``work_dir`` and the private dir)."""
+        return f"job-{self.job.pk}-{self.marker[:8]}"
+
     def _entry(self) -> JournalEntry:
-        workspace = str(self.execution.workspace.root) if self.execution else None
+        """The journal's record of this run. Before the job's directory exists, the one
+        it is about to get: recovery removes it whether or not it was made."""
+        root = self.execution.workspace.root if self.execution else None
+        if root is None and isinstance(self.spec, RunSpec):
+            root = self.settings.work_dir / self.workspace_name
+        workspace = None if root is None else str(root)
         return JournalEntry(
             self.node,
             self.job.pk,
@@ -337,17 +347,15 @@ class JobRun:
         if clash is not None:
             return StepOutcome(EndReason.INVALID_SPEC, str(clash))
         spec = self.spec
-        name = f"job-{self.job.pk}-{self.marker[:8]}"
         workspace = await anyio.to_thread.run_sync(
             Workspace.create,
             self.settings.work_dir,
             private_dir(self.settings.state_dir),
-            name,
+            self.workspace_name,
             self.context.job_user,
         )
         self.execution = self._execution(spec, workspace)
         workspace.write_json("spec.json", {"job": self.job.pk, "spec": dataclasses.asdict(spec)})
-        await self._journal()
         executor = make_executor(self.settings, spec)
         await stage(
             spec, workspace, self.client.download, InputBudget(self.settings.run.max_input_bytes)

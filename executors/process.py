@@ -47,7 +47,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,6 +162,7 @@ class ProcessRun:
         self._cgroup = cgroup
         self._guard: MemoryGuard | None = choose_guard(run.memory_limit_bytes, cgroup is not None)
         self._memory_hit = False
+        self._pidfd = open_pidfd(popen.pid)
 
     @property
     def memory_guard(self) -> MemoryGuard | None:
@@ -212,6 +213,8 @@ class ProcessRun:
                     tg.cancel_scope.cancel()
         finally:
             self._close_output()
+            if self._pidfd is not None:
+                os.close(self._pidfd)
             if self._exit is not None:
                 self._result = self._make_result()
             if self._cgroup is not None:  # the tree is gone (or as gone as it gets)
@@ -234,16 +237,25 @@ class ProcessRun:
         os.close(self._fd)
 
     async def _reap(self) -> None:
-        await anyio.to_thread.run_sync(
-            self._wait4, abandon_on_cancel=True, limiter=self._reap_limiter
-        )
+        """Wait for the main process to end and reap it: on the event loop through its
+        pidfd, or (kernels before 5.3) by a blocking wait in a worker thread."""
+        if self._pidfd is None:
+            await anyio.to_thread.run_sync(
+                self._wait4, 0, abandon_on_cancel=True, limiter=self._reap_limiter
+            )
+        else:
+            while self._wait4(os.WNOHANG) is None:
+                await anyio.wait_readable(self._pidfd)
         self._sampler.main_ended()
 
-    def _wait4(self) -> _Exit:
-        """Reap the main process (blocking; idempotent across threads)."""
+    def _wait4(self, options: int) -> _Exit | None:
+        """Reap the main process (blocking unless ``os.WNOHANG``; idempotent across
+        threads); None while it runs."""
         with self._reap_lock:
             if self._exit is None:
-                _, status, rusage = os.wait4(self.pid, 0)
+                pid, status, rusage = os.wait4(self.pid, options)
+                if pid == 0:
+                    return None
                 self._popen.returncode = os.waitstatus_to_exitcode(status)
                 self._exit = _Exit(status, rusage)
             return self._exit
@@ -298,14 +310,19 @@ class ProcessRun:
         async with self._term_lock:
             if self._term_sent:
                 return
-            marked = await anyio.to_thread.run_sync(marked_pids, self._run.marker)
-            await anyio.to_thread.run_sync(self._sampler.sample, False, marked)
-            signal_group(self.pid, signal.SIGTERM)
-            self._term_marked = processes(marked)
-            signal_pids(marked, signal.SIGTERM)
-            if self._cgroup is not None:
-                await anyio.to_thread.run_sync(self._cgroup.signal, signal.SIGTERM)
+            await anyio.to_thread.run_sync(self._term_tree)
             self._term_sent = True
+
+    def _term_tree(self) -> None:
+        """The blocking part of :meth:`_send_term`, in one worker-thread call: find the
+        marked processes, take the last sample, SIGTERM the group, them and the cgroup."""
+        marked = marked_pids(self._run.marker)
+        self._sampler.sample(False, marked)
+        signal_group(self.pid, signal.SIGTERM)
+        self._term_marked = processes(marked)
+        signal_pids(marked, signal.SIGTERM)
+        if self._cgroup is not None:
+            self._cgroup.signal(signal.SIGTERM)
 
     async def _kill_tree(self) -> None:
         """TERM, race the tree's end against the grace, KILL the group, sweep the marker.
@@ -408,6 +425,15 @@ def command_argv(command: str | Sequence[str]) -> list[str]:
     return list(command)
 
 
+def open_pidfd(pid: int) -> int | None:
+    """A pidfd of child ``pid``, readable once it has ended; None where the kernel has
+    no ``pidfd_open`` (before 5.3)."""
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
 def open_sink(run: PreparedRun) -> LogSink:
     """The run's log sink, opened. A log the job replaced (FIFO, symlink, directory)
     raises :class:`~executors.base.JobTampered` (the job's fault, passed through); a log
@@ -418,19 +444,28 @@ def open_sink(run: PreparedRun) -> LogSink:
         raise NodeError(f"cannot open the job log {run.log_path}: {exc.strerror}") from exc
 
 
-def affinity_setter(cores: frozenset[int]) -> Callable[[], None]:
-    """The ``preexec_fn`` pinning the child to ``cores``: it only calls sched_setaffinity."""
-
-    def pin() -> None:
+@contextlib.contextmanager
+def thread_pinned(cores: frozenset[int]) -> Iterator[None]:
+    """Pin the calling thread to ``cores`` (none: leave it) while the block runs: a
+    process it starts inherits that affinity, with no ``preexec_fn`` (which would force
+    a full fork). :class:`subprocess.SubprocessError` when the cores cannot be had."""
+    if not cores:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    try:
         os.sched_setaffinity(0, cores)
-
-    return pin
+    except OSError as exc:
+        raise subprocess.SubprocessError(exc.strerror or str(exc)) from exc
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def identity_switch(user: JobUser | None) -> dict[str, Any]:
     """``Popen`` keywords that make the child ``user`` before exec (none when the agent
-    already is that account). The switch happens in C between fork and exec; the
-    affinity ``preexec_fn`` runs after it, as the job user, on its own process."""
+    already is that account). The switch happens in C between fork and exec."""
     if user is None or user.is_current():
         return {}
     return {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)}
@@ -455,8 +490,8 @@ def spawn(
 async def spawn_off_loop(
     argv: Sequence[str], env: dict[str, str], run: PreparedRun, *, pin: bool = True
 ) -> ProcessRun:
-    """:func:`spawn` with the fork and exec (and the wait for the exec, a few ms with a
-    ``preexec_fn``) in a worker thread: the event loop serves the other jobs meanwhile.
+    """:func:`spawn` with the fork and exec (and the wait for the exec) in a worker
+    thread: the event loop serves the other jobs meanwhile.
     Not cancellable while it runs, so a started process is always handed back."""
     with anyio.CancelScope(shield=True):
         parts = await anyio.to_thread.run_sync(lambda: start_process(argv, env, run, pin=pin))
@@ -477,17 +512,17 @@ def start_process(
     with contextlib.suppress(OSError):  # over the system's limit: the default size
         fcntl.fcntl(read_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     try:
-        popen = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=write_fd,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=run.cwd,
-            start_new_session=True,
-            preexec_fn=affinity_setter(run.cores) if pin and run.cores else None,  # noqa: PLW1509
-            **identity_switch(run.user),
-        )
+        with thread_pinned(run.cores if pin else frozenset()):
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=write_fd,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=run.cwd,
+                start_new_session=True,
+                **identity_switch(run.user),
+            )
     except BaseException:
         os.close(read_fd)
         sink.__exit__(None, None, None)

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import pytest
 from pytest_httpserver import HTTPServer
+from structlog.testing import capture_logs
 
 from agent.devserver import DevServer
 from agent.redact import MIN_LITERAL_LENGTH, Redactor
@@ -35,6 +36,7 @@ from agent.server import (
     ServerUnreachable,
     filters,
 )
+from agent.server.client import LazyJobs
 from tests.server_params import reference_only
 from tests.servers import Seen, ServerUnderTest
 
@@ -461,3 +463,51 @@ async def test_a_malformed_list_item_is_skipped(httpserver: HTTPServer) -> None:
     assert [job.pk for job in jobs] == [1]
     sent = httpserver.log[-1][0].get_json()
     assert sent["expressions"][0]["sub_expressions"][0] == {"type": "isnull", "field": "start_time"}
+
+
+async def test_pending_jobs_are_validated_when_read(httpserver: HTTPServer) -> None:
+    """The poll's list: every pk at once, each job validated only when the iteration
+    reaches it (a malformed one is skipped then), in the order a reorder gives."""
+    httpserver.expect_request("/v1/auth/obtain", method="POST").respond_with_json(
+        {"access": "a" * 20, "refresh": "r" * 20}
+    )
+    template = {"pk": 1, "name": "t", "version": 1}
+    items = [
+        {"pk": 1, "template": template},
+        {"pk": 2, "template": "not a template"},
+        {"pk": 3, "template": template},
+        ["nonsense"],
+    ]
+    httpserver.expect_request("/v1/jobs/list", method="POST").respond_with_json(items)
+    async with ServerClient(
+        httpserver.url_for("/").rstrip("/"), "node", "node", policies=FAST
+    ) as client:
+        jobs = await client.lazy_jobs(filters.PENDING_JOBS)
+    assert len(jobs) == 4
+    assert jobs.pks == {1, 2, 3}
+    with capture_logs() as logged:
+        first = next(iter(jobs))
+        assert first.pk == 1
+        assert logged == []  # nothing behind the first job was looked at
+        assert [job.pk for job in jobs] == [1, 3]
+    assert [entry.get("pk") for entry in logged] == [2, None]
+    assert [job.pk for job in jobs.reordered(lambda raw: raw[::-1])] == [3, 1]
+    already = LazyJobs([first])
+    assert (already.pks, list(already)) == ({1}, [first])
+
+
+async def test_cookies_from_the_server_are_not_sent_back(httpserver: HTTPServer) -> None:
+    """Bearer tokens only: a cookie the server sets is neither kept nor sent."""
+    httpserver.expect_request("/v1/auth/obtain", method="POST").respond_with_json(
+        {"access": "a" * 20, "refresh": "r" * 20},
+        headers={"Set-Cookie": "sessionid=abc; Path=/"},
+    )
+    httpserver.expect_request("/v1/jobs/list", method="POST").respond_with_json(
+        [], headers={"Set-Cookie": "csrftoken=def; Path=/"}
+    )
+    async with ServerClient(
+        httpserver.url_for("/").rstrip("/"), "node", "node", policies=FAST
+    ) as client:
+        await client.list_pending_jobs()
+        await client.list_pending_jobs()
+    assert [request.headers.get("Cookie") for request, _ in httpserver.log] == [None, None, None]

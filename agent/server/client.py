@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -123,6 +124,7 @@ class ServerClient:
             transport=transport,
             headers={"Accept": "application/json"},
             follow_redirects=False,
+            cookies=_NoCookies(),
         )
         if redactor is not None and password:
             redactor.add_secret(password)
@@ -380,14 +382,18 @@ class ServerClient:
     # ----------------------------------------------------------------- jobs
 
     async def list_jobs(self, spec: Mapping[str, Any]) -> list[Job]:
-        response = await self._call(
-            "POST", "/v1/jobs/list", json=spec, policy=self._policies.quick, retry_500=True
-        )
-        return _parse_list(Job, response.json())
+        return list(await self.lazy_jobs(spec))
 
     async def list_pending_jobs(self) -> list[Job]:
         """Jobs nobody has started or taken, oldest first."""
-        return await self.list_jobs(filters.PENDING_JOBS)
+        return list(await self.lazy_jobs(filters.PENDING_JOBS))
+
+    async def lazy_jobs(self, spec: Mapping[str, Any]) -> LazyJobs:
+        """:meth:`list_jobs`, each job validated only when read."""
+        response = await self._call(
+            "POST", "/v1/jobs/list", json=spec, policy=self._policies.quick, retry_500=True
+        )
+        return LazyJobs(_items(response.json()))
 
     async def get_job(self, pk: int, node: int | None = None) -> Job:
         response = await self._call(
@@ -665,21 +671,71 @@ def _attempts(policy: RetryPolicy, *, retry_500: bool) -> Any:
     )
 
 
+class LazyJobs:
+    """The jobs of a list reply, each validated when first read: a poll of hundreds of
+    pending jobs looks at the first few. A malformed item is skipped (and logged) when
+    the iteration reaches it, as :meth:`ServerClient.list_jobs` skips it."""
+
+    def __init__(self, items: Sequence[Any]) -> None:
+        self._items = list(items)  # raw items of the reply, or Job models
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Job]:
+        for item in self._items:
+            job = item if isinstance(item, Job) else _parse_item(Job, item)
+            if job is not None:
+                yield job
+
+    @property
+    def pks(self) -> set[int]:
+        """The pk of every item that has one (validated or not)."""
+        found = set()
+        for item in self._items:
+            pk = item.pk if isinstance(item, Job) else _raw_pk(item)
+            if pk is not None:
+                found.add(pk)
+        return found
+
+    def reordered(self, order: Callable[[list[Any]], list[Any]]) -> LazyJobs:
+        """The same jobs in the order ``order`` gives their items."""
+        return LazyJobs(order(self._items))
+
+
+class _NoCookies(CookieJar):
+    """The client keeps no cookies: the server is called with bearer tokens only, and
+    parsing every reply's headers for cookies costs time on each call."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def set_cookie(self, cookie: Any) -> None:
+        return None
+
+
+def _raw_pk(item: Any) -> int | None:
+    pk = item.get("pk") if isinstance(item, dict) else None
+    return pk if isinstance(pk, int) and not isinstance(pk, bool) else None
+
+
+def _parse_item(model: type[_M], item: Any) -> _M | None:
+    """One item of a list reply, or None (logged) when it does not parse."""
+    try:
+        return model.model_validate(item)
+    except ValidationError as exc:
+        logger.warning(
+            "skipping a malformed list item from the server",
+            model=model.__name__,
+            pk=item.get("pk") if isinstance(item, dict) else None,
+            errors=exc.error_count(),
+        )
+        return None
+
+
 def _parse_list(model: type[_M], body: Any) -> list[_M]:
     """Each item of a list reply that parses; one malformed item must not hide the rest."""
-    parsed = []
-    for item in _items(body):
-        try:
-            parsed.append(model.model_validate(item))
-        except ValidationError as exc:
-            pk = item.get("pk") if isinstance(item, dict) else None
-            logger.warning(
-                "skipping a malformed list item from the server",
-                model=model.__name__,
-                pk=pk,
-                errors=exc.error_count(),
-            )
-    return parsed
+    return [parsed for item in _items(body) if (parsed := _parse_item(model, item)) is not None]
 
 
 def _items(body: Any) -> Sequence[Any]:

@@ -222,6 +222,43 @@ async def test_cancelled_wait_still_stops_the_tree(make_run: MakeRun) -> None:
     assert result.kind is EndKind.STOPPED
 
 
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+async def test_runs_leave_no_descriptor_open(make_run: MakeRun) -> None:
+    """The pipe, the log and the pidfd the wait watches are closed once a run ended."""
+    await run_to_end(make_run("exit 0"))  # warm-up: the worker threads, the loop's fds
+    before = open_fds()
+    for command in ("exit 3", "echo out; sleep 0.01"):
+        await run_to_end(make_run(command))
+    assert open_fds() == before
+
+
+@pytest.mark.usefixtures("no_leftovers")
+async def test_without_pidfd_a_worker_thread_reaps(
+    make_run: MakeRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel without pidfd_open (before 5.3): the blocking wait in a worker thread
+    reaps, stops and cancellations still work."""
+
+    def no_pidfd(pid: int, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    result = await run_to_end(make_run("echo hello; exit 3"))
+    assert (result.kind, result.exit_code) == (EndKind.EXITED, 3)
+    lines = Lines()
+    handle = await SubprocessExecutor().start(make_run("echo ready; sleep 1000", on_line=lines))
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(handle.wait)
+            await lines.wait_for("ready")
+            tg.cancel_scope.cancel()
+        stopped = await handle.wait()
+    assert stopped.kind is EndKind.STOPPED
+
+
 # ------------------------------------------------------------------- cores and env
 
 
