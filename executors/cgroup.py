@@ -13,7 +13,7 @@ itself into the leaf ``<base>/agent``, then enables ``+memory`` in
 (:class:`JobCgroup`) with ``memory.max`` = the limit, ``memory.swap.max`` = 0 (a limit
 that may spill into swap is no limit) and ``memory.oom.group`` = 1 (an OOM kills the whole
 run, never half of it). The spawned process is written into its ``cgroup.procs`` right
-after ``Popen`` returns (see :func:`executors.process.spawn` for why), its children
+after ``Popen`` returns (see :func:`executors.process.place` for why), its children
 are inherited from then on. ``memory.events`` ``oom_kill`` says the kernel killed the run
 for memory, ``memory.peak`` (Linux ≥ 5.19) its peak, ``cpu.stat`` ``usage_usec`` the CPU of
 everything that ran in it, and ``cgroup.kill`` (Linux ≥ 5.14) kills every process in it,

@@ -1,7 +1,8 @@
 """Who a job's processes run as: a user, its group and its supplementary groups.
 
 The agent looks the account up once (:func:`lookup_user`) and hands the result to every
-run in :attr:`~executors.base.PreparedRun.user`; :func:`~executors.process.spawn` lets
+run in :attr:`~executors.base.PreparedRun.user`;
+:func:`~executors.process.spawn_off_loop` lets
 ``subprocess.Popen(user=, group=, extra_groups=)`` switch to it in the child before exec
 (in C, no Python between fork and exec). :func:`search_blocked` tells whether that user
 can reach a directory at all, so a job directory it cannot enter is caught at start-up

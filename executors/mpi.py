@@ -46,7 +46,7 @@ import anyio
 from executors.base import MpiNotFoundError, NodeError, PreparedRun, RunHandle
 from executors.env import is_credential, run_environment
 from executors.local import check_cwd
-from executors.process import command_argv, spawn
+from executors.process import command_argv, spawn_off_loop
 
 #: Seconds ``mpiexec --version`` may take.
 VERSION_TIMEOUT = 30.0
@@ -298,6 +298,6 @@ class MpiExecutor:
             as_root=(run.user.uid if run.user is not None else os.geteuid()) == 0,
         )
         try:
-            return spawn(argv, launcher_env(flavor, env), run, pin=False)
+            return await spawn_off_loop(argv, launcher_env(flavor, env), run, pin=False)
         except (OSError, subprocess.SubprocessError) as exc:
             raise NodeError(f"cannot start {mpiexec}: {exc}") from exc

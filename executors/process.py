@@ -1,13 +1,14 @@
 """Process-group control shared by the executors.
 
-:func:`spawn` starts an argv in a session of its own (so its process group id is its
-pid), with its output on a pipe and, when cores are given, its CPU affinity set to
-them. The :class:`ProcessRun` it returns implements
+:func:`spawn_off_loop` starts an argv in a session of its own (so its process group id
+is its pid), with its output on a pipe and, when cores are given, its CPU affinity set
+to them. The :class:`ProcessRun` it returns implements
 :class:`~executors.base.RunHandle`:
 
 - ``wait()`` drives the run: it pumps the output into the log sink, reaps the main
-  process with ``os.wait4`` in a worker thread (for its rusage), samples the process tree
-  every :data:`SAMPLE_INTERVAL` seconds, enforces the walltime and carries out stops.
+  process with ``os.wait4`` once its pidfd says it ended (for its rusage), samples the
+  process tree every :data:`SAMPLE_INTERVAL` seconds, enforces the walltime and carries
+  out stops.
   Call it right after starting; the output pipe is only read while it runs.
 - ``stop()`` sends SIGTERM to the group and to every process carrying the run's marker,
   and sets the escalation going: the grace races the tree's disappearance, then SIGKILL
@@ -79,8 +80,8 @@ __all__ = [
     "pids_alive",
     "signal_group",
     "signal_pids",
-    "spawn",
     "spawn_failure",
+    "spawn_off_loop",
 ]
 
 #: Seconds between two samples of the process tree.
@@ -471,28 +472,20 @@ def identity_switch(user: JobUser | None) -> dict[str, Any]:
     return {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)}
 
 
-def spawn(
+async def spawn_off_loop(
     argv: Sequence[str], env: dict[str, str], run: PreparedRun, *, pin: bool = True
 ) -> ProcessRun:
     """Start ``argv`` in a new session with output to ``run.log_path`` via a pipe.
 
     Pins the child to ``run.cores`` when ``pin`` and cores are given, and runs it as
-    ``run.user`` when that is another account (:func:`identity_switch`). Raises
-    :class:`NodeError` when the log cannot be opened, :class:`JobTampered` when the job
-    replaced it, and otherwise lets
-    :class:`OSError` (cannot exec ``argv[0]``, no such cwd, ...) and
-    :class:`subprocess.SubprocessError` (the affinity could not be set) through: the
-    caller decides whose fault that is.
+    ``run.user`` when that is another account (:func:`identity_switch`). The fork and
+    exec (and the wait for the exec) happen in a worker thread: the event loop serves
+    the other jobs meanwhile. Not cancellable while it runs, so a started process is
+    always handed back. Raises :class:`NodeError` when the log cannot be opened,
+    :class:`JobTampered` when the job replaced it, and otherwise lets :class:`OSError`
+    (cannot exec ``argv[0]``, no such cwd, ...) and :class:`subprocess.SubprocessError`
+    (the affinity could not be set) through: the caller decides whose fault that is.
     """
-    return ProcessRun(*start_process(argv, env, run, pin=pin))
-
-
-async def spawn_off_loop(
-    argv: Sequence[str], env: dict[str, str], run: PreparedRun, *, pin: bool = True
-) -> ProcessRun:
-    """:func:`spawn` with the fork and exec (and the wait for the exec) in a worker
-    thread: the event loop serves the other jobs meanwhile.
-    Not cancellable while it runs, so a started process is always handed back."""
     with anyio.CancelScope(shield=True):
         parts = await anyio.to_thread.run_sync(lambda: start_process(argv, env, run, pin=pin))
     return ProcessRun(*parts)
@@ -504,7 +497,7 @@ _Started = tuple["subprocess.Popen[bytes]", int, PreparedRun, LogSink, float, "J
 def start_process(
     argv: Sequence[str], env: dict[str, str], run: PreparedRun, *, pin: bool = True
 ) -> _Started:
-    """The blocking part of :func:`spawn` (safe in any thread): what its
+    """The blocking part of :func:`spawn_off_loop` (safe in any thread): what its
     :class:`ProcessRun` is made of."""
     sink = open_sink(run)
     cgroup = new_cgroup(run)
