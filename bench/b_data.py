@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import threading
 import time
@@ -63,6 +65,15 @@ def _read_stamp(path: Path) -> float:
 # ----------------------------------------------------------------- log
 
 
+def settle_page_cache() -> None:
+    """Before a timed 1 GiB write: nothing an earlier phase wrote is still being written
+    back, and (as root) the page cache is emptied, so that the floor and the agent start
+    from the same state (without this the floor alone varied 0.3-2.4 s between runs)."""
+    os.sync()
+    with contextlib.suppress(OSError):
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+
+
 def _log_case(folder: Path, mode: str, mib: int) -> dict[str, Any]:
     shared = shared_dir(folder)
     generate = f"python3 {_generator(shared)} {mode} {mib}"
@@ -72,6 +83,7 @@ def _log_case(folder: Path, mode: str, mib: int) -> dict[str, Any]:
     t0, t1 = shared / f"floor-{mode}.t0", shared / f"floor-{mode}.t1"
     sink = folder / f"floor-{mode}.out"
     floor_cmd = f"{_stamp(t0)} && {generate} > {sink} && {_stamp(t1)}"
+    settle_page_cache()
     subprocess.run(["sh", "-c", floor_cmd], check=True)
     floor_wall = _read_stamp(t1) - _read_stamp(t0)
     assert sink.stat().st_size == size, sink.stat().st_size
@@ -89,6 +101,7 @@ def _log_case(folder: Path, mode: str, mib: int) -> dict[str, Any]:
             *server.node,
             run={"max_log_bytes": 2 * size + GIB},
         )
+        settle_page_cache()
         proc = agent(config, idle_exit=False, sample=0.02)
         if not wait_for(lambda: t0.exists() or not proc.running, 60, period=0.002) or (
             not t0.exists()
