@@ -372,7 +372,6 @@ class JobRun:
         lost = await self._start()
         if lost is not None:
             return StepOutcome(EndReason.TAKEN, lost)
-        await self._journal()
         self.context.metrics.jobs_started.inc()
         self.log.info(
             "job started",

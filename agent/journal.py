@@ -1,9 +1,11 @@
 """The recovery journal: which job each node slot holds, on disk.
 
-Written (atomically) when a slot acquires a job and again when the job starts;
-removed once the server has been told how the job ended. If the agent dies hard
-(SIGKILL, OOM, power), the next start finds the entry, kills what is left of the
-job's processes by their marker and gives the job back (see :mod:`agent.recovery`).
+Written (atomically, fsync'd) once when a slot acquires a job, naming the job directory
+it is about to get, and for a Slurm job again when ``sbatch`` accepts it; removed once
+the server has been told how the job ended. If the agent dies hard (SIGKILL, OOM,
+power), the next start finds the entry, kills what is left of the job's processes by
+their marker, removes the job directory and gives the job back, asking the server
+whether it was started (see :mod:`agent.recovery`); a Slurm job it follows again.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class JournalEntry:
     job: int
     marker: str
     started: bool
+    """Whether the job was started on the server when this was written (what recovery
+    does with it asks the server instead; only a Slurm job's entry says True)."""
     workspace: str | None = None
     slurm_job: str | None = None
     """The job's Slurm job id once ``sbatch`` accepted it: a restart follows it again."""
