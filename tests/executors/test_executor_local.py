@@ -209,8 +209,9 @@ async def test_stop_before_wait(make_run: MakeRun) -> None:
     assert result.kind is EndKind.STOPPED
 
 
-@pytest.mark.usefixtures("no_leftovers")
-async def test_cancelled_wait_still_stops_the_tree(make_run: MakeRun) -> None:
+async def cancel_wait_once_ready(make_run: MakeRun) -> RunResult:
+    """Start a long job, cancel the task waiting for it once it printed "ready"; the
+    result a second wait returns."""
     lines = Lines()
     handle = await SubprocessExecutor().start(make_run("echo ready; sleep 1000", on_line=lines))
     with anyio.fail_after(20):
@@ -218,7 +219,12 @@ async def test_cancelled_wait_still_stops_the_tree(make_run: MakeRun) -> None:
             tg.start_soon(handle.wait)
             await lines.wait_for("ready")
             tg.cancel_scope.cancel()
-        result = await handle.wait()
+        return await handle.wait()
+
+
+@pytest.mark.usefixtures("no_leftovers")
+async def test_cancelled_wait_still_stops_the_tree(make_run: MakeRun) -> None:
+    result = await cancel_wait_once_ready(make_run)
     assert result.kind is EndKind.STOPPED
 
 
@@ -248,14 +254,7 @@ async def test_without_pidfd_a_worker_thread_reaps(
     monkeypatch.setattr(os, "pidfd_open", no_pidfd)
     result = await run_to_end(make_run("echo hello; exit 3"))
     assert (result.kind, result.exit_code) == (EndKind.EXITED, 3)
-    lines = Lines()
-    handle = await SubprocessExecutor().start(make_run("echo ready; sleep 1000", on_line=lines))
-    with anyio.fail_after(20):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(handle.wait)
-            await lines.wait_for("ready")
-            tg.cancel_scope.cancel()
-        stopped = await handle.wait()
+    stopped = await cancel_wait_once_ready(make_run)
     assert stopped.kind is EndKind.STOPPED
 
 
