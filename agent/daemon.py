@@ -512,7 +512,8 @@ class Agent:
                 await self._wait_for_change(self._busy_recheck())
                 continue
             try:
-                taken = await self._take_jobs(group)
+                with self.context.workload.holding():
+                    taken = await self._take_jobs(group)
                 backoff = 0.0
             except JobNotFound:
                 raise
@@ -692,7 +693,8 @@ class Agent:
         slot.run = JobRun(self.context, job, slot.node, spec, allocation.cores, gpus)
         try:
             run = slot.run
-            report = await (run.run() if follow is None else run.resume(follow))
+            with self.context.workload.holding():
+                report = await (run.run() if follow is None else run.resume(follow))
         except Exception as exc:  # JobRun reports its own faults; this is a last resort
             logger.exception("job run crashed", job=job.pk)
             report = JobReport(job.pk, Outcome(EndReason.NODE_ERROR, False, str(exc)))

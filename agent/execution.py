@@ -109,6 +109,8 @@ class Execution:
     """Which command runs now: ``pre-process``, ``running`` or ``post-process``."""
     on_scheduled: Callable[[str], None] | None = None
     """Told the scheduler's id of the main command once it is accepted (Slurm)."""
+    crowded: Callable[[], bool] | None = None
+    """Whether the agent has other work in hand (:attr:`PreparedRun.crowded`)."""
     _handle: RunHandle | None = None
 
     def __post_init__(self) -> None:
@@ -155,6 +157,7 @@ class Execution:
             memory_limit_bytes=job_memory_limit_bytes(
                 self.spec.memory_mb, self.settings.node, self.gpu_count
             ),
+            crowded=self.crowded,
         )
 
     @property

@@ -42,6 +42,7 @@ from agent.server.link import log_failed_call
 from agent.spec import OutputSpec, RunSpec, SpecError
 from agent.staging import InputBudget, JobFault, stage
 from agent.statedir import private_dir
+from agent.workload import Workload
 from agent.workspace import Workspace
 from executors.base import JobTampered, NodeError
 from executors.identity import JobUser
@@ -79,6 +80,9 @@ class AgentContext:
     metrics: AgentMetrics = field(default_factory=AgentMetrics)
     gpu_count: int = 0
     """GPUs of this host jobs may use (set by the agent from its inventory)."""
+    workload: Workload = field(default_factory=Workload)
+    """Job runs and polls in hand (held by the daemon); a chatty job's log reader
+    yields while anything else is."""
 
 
 @dataclass
@@ -275,6 +279,7 @@ class JobRun:
             extra_env=self._extra_env(),
             gpu_count=self.context.gpu_count,
             on_scheduled=self._scheduled,
+            crowded=self.context.workload.crowded,
         )
 
     def _extra_env(self) -> dict[str, str]:

@@ -116,6 +116,10 @@ class PreparedRun:
     """Memory the whole run may use; over it the run ends :attr:`EndKind.MEMORY`
     (enforced by a cgroup when the agent has one delegated, else by RSS sampling).
     None: unlimited."""
+    crowded: Callable[[], bool] | None = None
+    """Whether the agent has other work in hand besides this run (other jobs, a poll):
+    only then does a run printing without pause have its output taken in at most
+    :data:`~executors.logsink.READER_DUTY` of the time. None: always so."""
 
 
 class EndKind(enum.Enum):

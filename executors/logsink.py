@@ -61,10 +61,11 @@ SPLIT_WINDOW = 4 * 1024
 #: pause has its log taken in when the CPU is not wanted by its neighbours.
 READER_NICE = 10
 
-#: Share of the time a reader thread may spend taking in output without pause: after a
-#: block it sleeps (without the GIL) in proportion to the CPU time the block took. A
-#: job that prints flat out then waits on its pipe, instead of the agent's event loop
-#: waiting on the GIL (a job printing little does not notice).
+#: Share of the time a reader thread may spend taking in output without pause while the
+#: agent has other work in hand: after a block it sleeps (without the GIL) in proportion
+#: to the CPU time the block took. A job that prints flat out then waits on its pipe,
+#: instead of the agent's event loop and its other jobs waiting on the GIL (a job
+#: printing little does not notice). A job alone on the agent is read at full speed.
 READER_DUTY = 0.5
 
 #: Shorter pauses are not worth a sleep.
@@ -74,21 +75,32 @@ MIN_PAUSE = 0.0002
 _FILE_BUFFER = 64 * 1024
 
 
+def reader_pause(busy: float, crowded: bool) -> float:
+    """How long a reader thread sleeps after a block that took ``busy`` seconds of its
+    CPU: none when the run is alone on the agent (``crowded`` False) or the pause would
+    be too short to matter, else what keeps it busy :data:`READER_DUTY` of the time."""
+    if not crowded:
+        return 0.0
+    pause = busy * (1 - READER_DUTY) / READER_DUTY
+    return pause if pause >= MIN_PAUSE else 0.0
+
+
 def truncation_notice(max_log_bytes: int) -> str:
     """The line written once when the log file reaches its cap."""
     return f"[agent: log truncated at {max_log_bytes} bytes]"
 
 
-def utf8_cut(data: bytes, limit: int) -> int:
-    """Where to cut ``data`` to at most ``limit`` bytes without splitting a UTF-8 sequence.
+def utf8_cut(data: bytes, limit: int, start: int = 0) -> int:
+    """Where to cut ``data[start:]`` to at most ``limit`` bytes without splitting a UTF-8
+    sequence (counted from ``start``).
 
     Backs off over at most three continuation bytes; data that is not UTF-8 is cut at
     ``limit``.
     """
-    if len(data) <= limit:
-        return len(data)
+    if len(data) - start <= limit:
+        return len(data) - start
     for cut in range(limit, max(limit - 3, 1) - 1, -1):
-        if data[cut] & 0xC0 != 0x80:  # not a continuation byte: a character starts here
+        if data[start + cut] & 0xC0 != 0x80:  # not a continuation byte: a character starts
             return cut
     return limit
 
@@ -108,20 +120,21 @@ def lines_within(data: bytes, limit: int) -> bool:
     return True
 
 
-def split_point(data: bytes, limit: int, window: int = SPLIT_WINDOW) -> int:
-    """Where to cut a line longer than ``limit``: after the last space or tab within
-    ``window`` bytes before the limit, else at a UTF-8 boundary (:func:`utf8_cut`).
+def split_point(data: bytes, limit: int, window: int = SPLIT_WINDOW, start: int = 0) -> int:
+    """Where to cut a line longer than ``limit`` (``data[start:]``, the cut counted from
+    ``start``): after the last space or tab within ``window`` bytes before the limit,
+    else at a UTF-8 boundary (:func:`utf8_cut`).
 
     Cutting between words keeps a secret (a token, ``password=...``) whole in one
     piece, so the line filter can still mask it.
     """
-    if len(data) <= limit:
-        return len(data)
-    start = max(0, limit - window)
-    blank = max(data.rfind(b" ", start, limit), data.rfind(b"\t", start, limit))
-    if blank > 0:
-        return blank + 1
-    return utf8_cut(data, limit)
+    if len(data) - start <= limit:
+        return len(data) - start
+    low, high = start + max(0, limit - window), start + limit
+    blank = max(data.rfind(b" ", low, high), data.rfind(b"\t", low, high))
+    if blank > start:
+        return blank + 1 - start
+    return utf8_cut(data, limit, start)
 
 
 def secret_safe_cut(data: bytes, cut: int, finder: SecretFinder) -> int:
@@ -244,14 +257,30 @@ class LogSink:
         # Hold back the finder's reach: a secret at the cut may not have arrived whole.
         reach = self._finder.reach if self._finder is not None else 0
         hold = self._max_line + reach
+        if len(data) <= hold:
+            self._pending = data
+            return
+        # ASCII with nothing to mask anywhere: no window can hold a secret either.
+        all_clean = data.isascii() and self._clean(data)
+        pieces: list[memoryview] = []  # clean pieces, handed on together
+        view = memoryview(data)
         pos = 0
         while len(data) - pos > hold:
-            window = data[pos : pos + hold + 1]  # the byte at the cut decides it too
-            clean = self._clean(window)
-            cut = split_point(window, self._max_line) if clean else self._cut(window)
-            self._emit(window[:cut], clean=clean)
+            if all_clean:
+                clean, cut = True, split_point(data, self._max_line, start=pos)
+            else:
+                window = data[pos : pos + hold + 1]  # the byte at the cut decides it too
+                clean = self._clean(window)
+                cut = split_point(window, self._max_line) if clean else self._cut(window)
+            if clean:
+                pieces.append(view[pos : pos + cut])
+            else:
+                self._pieces(pieces)
+                pieces = []
+                self._emit(window[:cut])
             pos += cut
-        self._pending = data[pos:] if pos else data
+        self._pieces(pieces)
+        self._pending = data[pos:]
 
     def finish(self) -> None:
         """End of output: a final line without a newline still counts; flush the file."""
@@ -278,6 +307,16 @@ class LogSink:
             for line in block.split(b"\n"):
                 self._line(line)
             return
+        self._pass(block)
+
+    def _pieces(self, pieces: list[memoryview]) -> None:
+        """Clean pieces of a long line, each handed on as a line of its own, at once."""
+        if pieces:
+            self._pass(b"\n".join(pieces))
+
+    def _pass(self, block: bytes) -> None:
+        """Lines known to be within the limit with nothing to mask: to the callback and
+        the file as one block (what :meth:`_emit` does to each, done once)."""
         valid = block
         if not block.isascii():  # what a decode and encode do to bytes that are no UTF-8
             valid = block.decode("utf-8", errors="replace").encode("utf-8", errors="replace")
@@ -365,10 +404,17 @@ class PipeReader:
     """Reads a non-blocking pipe into a sink in a thread of its own until end of file
     or :meth:`stop`; the event loop never sees the bytes."""
 
-    def __init__(self, fd: int, sink: LogSink, chunk: int = CHUNK) -> None:
+    def __init__(
+        self,
+        fd: int,
+        sink: LogSink,
+        chunk: int = CHUNK,
+        crowded: Callable[[], bool] | None = None,
+    ) -> None:
         self._fd = fd
         self._sink = sink
         self._chunk = chunk
+        self._crowded = crowded
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._wake: int | None = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
@@ -401,8 +447,9 @@ class PipeReader:
                     return
                 began = time.thread_time()
                 self._sink.feed(data)
-                pause = (time.thread_time() - began) * (1 - READER_DUTY) / READER_DUTY
-                if pause >= MIN_PAUSE:  # a big block: let the others in before the next
+                crowded = self._crowded is None or self._crowded()
+                pause = reader_pause(time.thread_time() - began, crowded)
+                if pause:  # a big block: let the others in before the next
                     time.sleep(pause)
         except BaseException as exc:  # handed to the awaiting task by pump()
             self.error = exc
@@ -421,15 +468,18 @@ class PipeReader:
                 os.eventfd_write(self._wake, 1)
 
 
-async def pump(fd: int, sink: LogSink, chunk: int = CHUNK) -> None:
+async def pump(
+    fd: int, sink: LogSink, chunk: int = CHUNK, crowded: Callable[[], bool] | None = None
+) -> None:
     """Read the non-blocking pipe ``fd`` into ``sink`` until end of file.
 
     The reading, filtering and writing run in a thread of their own
     (:class:`PipeReader`), so a job printing without pause cannot starve the event
-    loop. Cancelled, it stops the thread and waits for it (the sink is then the
-    caller's alone). Does not close ``fd``; calls :meth:`LogSink.finish` at end of file.
+    loop, and it yields the CPU while ``crowded()`` (:func:`reader_pause`). Cancelled,
+    it stops the thread and waits for it (the sink is then the caller's alone). Does
+    not close ``fd``; calls :meth:`LogSink.finish` at end of file.
     """
-    reader = PipeReader(fd, sink, chunk)
+    reader = PipeReader(fd, sink, chunk, crowded)
     limiter = anyio.CapacityLimiter(1)  # not the shared pool: one per running job
     reader.start()
     try:

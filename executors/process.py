@@ -263,7 +263,7 @@ class ProcessRun:
 
     async def _pump_output(self) -> None:
         try:
-            await pump(self._fd, self._sink, PIPE_SIZE)
+            await pump(self._fd, self._sink, PIPE_SIZE, self._run.crowded)
         finally:
             self._eof.set()
 

@@ -11,6 +11,7 @@ from typing import Any
 from agent.config import ConfigError, Settings, load_config
 from agent.givebacks import FILE_NAME as GIVE_BACKS_FILE
 from agent.givebacks import GiveBackBook
+from agent.heap import keep_large_buffers
 from agent.jobrun import AgentContext, JobObserver
 from agent.jobuser import JobUserError, resolve_job_user
 from agent.journal import Journal
@@ -59,6 +60,7 @@ def make_redactor(settings: Settings) -> Redactor:
 
 
 def setup(settings: Settings) -> Redactor:
+    keep_large_buffers()
     redactor = make_redactor(settings)
     configure_logging(settings.log.format, settings.log.level, redactor)
     return redactor

@@ -370,3 +370,18 @@ async def test_wait_cancelled_during_the_grace_still_kills(make_run: MakeRun) ->
             tg.cancel_scope.cancel()
         result = await handle.wait()
     assert (result.kind, result.signal) == (EndKind.STOPPED, 9)
+
+
+async def test_the_output_reader_asks_whether_the_agent_is_crowded(make_run: MakeRun) -> None:
+    """After each block of output it takes in, the reader asks the run's ``crowded``
+    whether to yield (the agent's other work in hand); here the answer is no."""
+    asked: list[int] = []
+
+    def crowded() -> bool:
+        asked.append(1)
+        return False
+
+    size = 3 * 1024 * 1024
+    result = await run_to_end(make_run(f"head -c {size} /dev/zero", crowded=crowded))
+    assert result.succeeded and result.log_bytes == size
+    assert asked

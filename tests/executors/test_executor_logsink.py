@@ -230,3 +230,75 @@ def test_a_run_gives_the_sink_its_secret_finder(tmp_path: Path) -> None:
         sink.feed(b"x" * (MAX_LINE - 6) + b"API_TOKEN=abcdefgh123\n")
         sink.finish()
     assert lines == ["x" * (MAX_LINE - 6) + "API_", f"TOKEN={MASK}"]
+
+
+def long_line_pieces(
+    tmp_path: Path, chunks: list[bytes], redactor: Redactor, max_line: int
+) -> tuple[list[bytes], bytes]:
+    """Feed ``chunks`` to a sink with ``redactor`` as filter and finder; the blocks its
+    ``on_lines`` saw, split into lines, and the file's bytes."""
+    seen: list[bytes] = []
+    log = tmp_path / "log"
+    with LogSink(
+        log,
+        1 << 30,
+        line_filter=redactor.redact,
+        secret_finder=redactor,
+        on_lines=lambda block: seen.extend(bytes(block).split(b"\n")),
+        max_line=max_line,
+    ) as sink:
+        for chunk in chunks:
+            sink.feed(chunk)
+        sink.finish()
+    content = log.read_bytes()
+    log.unlink()
+    return seen, content
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    words=st.lists(
+        st.one_of(
+            st.text(alphabet="abcdefghij", min_size=1, max_size=30),
+            st.sampled_from(["é", "\t", "password=" + SECRET, SECRET, "x" * 90]),
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    cuts=st.lists(st.integers(min_value=1, max_value=2000), max_size=20),
+)
+def test_pieces_of_a_long_line_do_not_depend_on_how_it_arrives(
+    tmp_path_factory: pytest.TempPathFactory, words: list[str], cuts: list[int]
+) -> None:
+    """A line without a newline, fed whole or in pipe-sized bits: the same pieces reach
+    the callback and the file (clean pieces are handed on together, the rest one by
+    one), each within the limit plus the mask, and the secret never shows."""
+    # Longer than the limit plus the finder's reach (4 KiB): the sink must cut as it goes.
+    data = ("lead " * 900 + " ".join(words)).encode()
+    chunks, rest = [], data
+    for cut in cuts:
+        chunks.append(rest[:cut])
+        rest = rest[cut:]
+    chunks.append(rest)
+    redactor = Redactor(DEFAULT_REDACT, secrets=[SECRET])
+    tmp_path = tmp_path_factory.mktemp("pieces")
+    whole = long_line_pieces(tmp_path, [data], redactor, max_line=64)
+    in_bits = long_line_pieces(tmp_path, chunks, redactor, max_line=64)
+    assert in_bits == whole
+    pieces, content = whole
+    assert content == b"".join(piece + b"\n" for piece in pieces)
+    assert all(len(piece) <= 64 + len(MASK) for piece in pieces)
+    assert SECRET.encode() not in content.replace(b"\n", b"")
+    if SECRET not in data.decode() and "password" not in data.decode():
+        assert b"".join(pieces) == data  # nothing masked: the pieces are the line
+
+
+def test_a_clean_long_line_is_cut_where_it_was(tmp_path: Path) -> None:
+    """Pieces handed on together are cut exactly as one by one: at the last blank
+    within the window before the limit, else at the limit."""
+    redactor = Redactor(DEFAULT_REDACT)
+    tail = b"d" * 63 + b" "  # past the finder's reach: the sink cuts before the end
+    data = b"a" * 50 + b" " + b"b" * 100 + b" " + tail * 80
+    pieces, content = long_line_pieces(tmp_path, [data], redactor, max_line=64)
+    assert pieces == [b"a" * 50 + b" ", b"b" * 64, b"b" * 36 + b" ", *[tail] * 80]
+    assert content == b"".join(piece + b"\n" for piece in pieces)
