@@ -157,10 +157,14 @@ def cancel_watcher(client: ServerClient, job: int, node: int, interval: float) -
 def progress_watcher(
     client: ServerClient, job: int, node: int, metrics: AgentMetrics | None = None
 ) -> Watcher:
-    """Post progress (coalesced by the tracker); a 406 means the job was cancelled."""
+    """Post progress (coalesced by the tracker); a 406 means the job was cancelled.
+
+    The first post comes one interval after the start: the server already knows the
+    job started, and a job done sooner has its progress in the final post."""
 
     async def watch(execution: Execution, _handle: object) -> None:
         tracker = execution.tracker
+        await anyio.sleep(tracker.interval)
         while True:
             execution.progress_from_file()
             post = tracker.due(anyio.current_time())

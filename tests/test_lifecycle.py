@@ -93,6 +93,19 @@ async def test_happy_path(h: Harness) -> None:
     assert b"##agent progress 90%" in await h.output(job, "log", "str")
 
 
+async def test_a_job_done_within_the_interval_posts_progress_once(h: Harness) -> None:
+    """No post at the start (the server knows from ``start``): the final 1.0 is the one."""
+    job = await h.submit(one_core("echo done"))
+    settings = h.settings(run={"progress_interval": 5.0})
+    reports = await h.run_until_idle(settings)
+    assert [r.outcome.reason for r in reports] == [EndReason.SUCCEEDED]
+    calls = await h.requests(job)
+    kinds = [path.split("/")[1] for _, path, _ in calls]
+    assert kinds == ["acquire", "start", "outputs", "progress", "finish"]
+    values = [float(path.split("/")[2]) for _, path, _ in calls if path.startswith("/progress")]
+    assert values == [1.0]
+
+
 async def test_exit_code_3_uploads_the_log(h: Harness) -> None:
     job = await h.submit(
         one_core("echo partial > part.txt; echo oops >&2; exit 3"),
