@@ -200,6 +200,9 @@ class Agent:
         self._taken = 0
         self._contended_until = float("-inf")
         """Until when this agent spreads its picks (it lost an acquire lately)."""
+        self._backlog: tuple[LazyJobs, float] | None = None
+        """The pending jobs a poll listed that no slot was free for, and when they were
+        listed: taken in turn as slots free up, while younger than a poll interval."""
         self._not_pending: str | None = None
         self.idle_polls = 0
         self.registered = False
@@ -568,16 +571,42 @@ class Agent:
         return self._skipped.get(pk)
 
     async def _take_jobs(self, group: anyio.abc.TaskGroup) -> int:
-        """Acquire as many fitting jobs as there are free slots; returns how many."""
-        client = self.context.client
-        taken = 0
+        """Acquire as many fitting jobs as there are free slots; returns how many.
+
+        Jobs left over from the last list are tried first while the list is younger
+        than a poll interval (a backlog is worked through without listing every pending
+        job again for each one); when none of them is taken, the server is asked."""
+        backlog, self._backlog = self._backlog, None
+        if backlog is not None and self._backlog_usable(backlog[1]):
+            taken = await self._take_from(group, *backlog)
+            if taken:
+                return taken
+        listed_at = time.monotonic()
         candidates = await self._ordered_candidates()
         self.context.metrics.polled()
         pending = candidates.pks
         self._skipped = {pk: why for pk, why in self._skipped.items() if pk in pending}
+        return await self._take_from(group, candidates, listed_at)
+
+    def _backlog_usable(self, listed_at: float) -> bool:
+        """Whether jobs listed at ``listed_at`` may still be tried without a new list:
+        younger than a poll interval, and this agent is not losing acquires to others
+        (then it spreads its picks over a fresh list instead)."""
+        now = time.monotonic()
+        return now - listed_at < self.settings.poll.interval and now >= self._contended_until
+
+    async def _take_from(
+        self, group: anyio.abc.TaskGroup, candidates: LazyJobs, listed_at: float
+    ) -> int:
+        """Acquire fitting jobs of ``candidates`` for the free slots; keeps the rest as
+        the backlog when the slots run out first."""
+        client = self.context.client
+        taken = 0
         for job in candidates:
             free = [slot for slot in self.slots if slot.job is None]
             if not free or self._done_taking_work():
+                if free == [] and self.only_job is None:
+                    self._backlog = (candidates.starting_at(job.pk), listed_at)
                 break
             if self._passed_over(job.pk):
                 continue
@@ -606,6 +635,10 @@ class Agent:
                 self._contended_until = time.monotonic() + CONTENTION_MEMORY
                 self.allocator.release(allocation)
                 logger.info("job taken by another node", job=job.pk)
+                continue
+            except NotFound:  # deleted since it was listed
+                self.allocator.release(allocation)
+                logger.info("job gone before it could be acquired", job=job.pk)
                 continue
             except BaseException:
                 self.allocator.release(allocation)

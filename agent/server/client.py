@@ -702,6 +702,13 @@ class LazyJobs:
         """The same jobs in the order ``order`` gives their items."""
         return LazyJobs(order(self._items))
 
+    def starting_at(self, pk: int) -> LazyJobs:
+        """The jobs from the one with ``pk`` on (none when no item has it)."""
+        for index, item in enumerate(self._items):
+            if (item.pk if isinstance(item, Job) else _raw_pk(item)) == pk:
+                return LazyJobs(self._items[index:])
+        return LazyJobs([])
+
 
 class _NoCookies(CookieJar):
     """The client keeps no cookies: the server is called with bearer tokens only, and
