@@ -485,25 +485,16 @@ class JobRun:
                 outcome = Outcome(EndReason.NODE_ERROR, False, f"node: {exc}")
         if outcome.started and uploads_results(outcome.reason) and execution is not None:
             outcome = await self._upload_results(outcome, execution)
-        if outcome.reason is EndReason.SUCCEEDED:
-            await self._final_progress()
         if outcome.error:
             outcome = replace(outcome, error=self.redactor.redact(outcome.error))
-        for call in decide(outcome):
-            if call.kind is CallKind.START:
-                continue  # done above
-            if not await self._perform(call):
-                break
-        else:
-            self.context.journal.clear(self.node)
+        async with anyio.create_task_group() as cleanup:
+            if execution is not None:  # its files are uploaded: removed while we report
+                self.report.summary = execution.summary(step) if step else {}
+                self.report.workspace = str(execution.workspace.root)
+                if not self._keeps_workspace(outcome):
+                    cleanup.start_soon(self._remove_workspace, execution.workspace)
+            await self._report(outcome)
         self.report.outcome = outcome
-        if execution is not None:
-            self.report.summary = execution.summary(step) if step else {}
-            keep = self.settings.run.keep_job_dirs or outcome.reason is EndReason.OUTPUT_REJECTED
-            self.report.workspace = str(execution.workspace.root)
-            if not keep:
-                await anyio.to_thread.run_sync(execution.workspace.remove)
-                self.report.workspace = None
         self.log.info(
             "job ended",
             reason=outcome.reason.value,
@@ -514,6 +505,26 @@ class JobRun:
             self.context.observer.ended(self.report)
         structlog.contextvars.unbind_contextvars("job", "node")
         bind_job_redactor(None)
+
+    async def _report(self, outcome: Outcome) -> None:
+        """The last progress of a success, then the decision table's calls; the journal
+        entry goes once they all went through."""
+        if outcome.reason is EndReason.SUCCEEDED:
+            await self._final_progress()
+        for call in decide(outcome):
+            if call.kind is CallKind.START:
+                continue  # done above
+            if not await self._perform(call):
+                return
+        self.context.journal.clear(self.node)
+
+    def _keeps_workspace(self, outcome: Outcome) -> bool:
+        """``run.keep_job_dirs``, or files the server refused (kept for the operator)."""
+        return self.settings.run.keep_job_dirs or outcome.reason is EndReason.OUTPUT_REJECTED
+
+    async def _remove_workspace(self, workspace: Workspace) -> None:
+        await anyio.to_thread.run_sync(workspace.remove)
+        self.report.workspace = None
 
     async def _final_progress(self) -> None:
         tail = self.execution.tracker.log_tail() if self.execution else ""
