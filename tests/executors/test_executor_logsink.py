@@ -159,6 +159,16 @@ async def test_pump_reads_a_pipe_to_eof(tmp_path: Path) -> None:
 SECRET = "Zq9-s3cr3t-Zq9"
 
 
+def cut_into_chunks(data: bytes, cuts: list[int]) -> list[bytes]:
+    """``data`` in chunks of the sizes ``cuts`` gives, the rest in a last one."""
+    chunks, rest = [], data
+    for cut in cuts:
+        chunks.append(rest[:cut])
+        rest = rest[cut:]
+    chunks.append(rest)
+    return chunks
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     words=st.lists(
@@ -173,11 +183,7 @@ def test_a_secret_is_masked_across_chunk_edges_and_line_splits(
     """Pipe chunks cut anywhere, long lines split in pieces: the secret never gets out."""
     words.insert(min(where, len(words)), SECRET)
     data = (" ".join(words) + "\n").encode()
-    chunks, rest = [], data
-    for cut in cuts:
-        chunks.append(rest[:cut])
-        rest = rest[cut:]
-    chunks.append(rest)
+    chunks = cut_into_chunks(data, cuts)
     redactor = Redactor(DEFAULT_REDACT, secrets=[SECRET])
     tmp_path = tmp_path_factory.mktemp("sink")
     lines, content = sink_lines(
@@ -275,11 +281,7 @@ def test_pieces_of_a_long_line_do_not_depend_on_how_it_arrives(
     one), each within the limit plus the mask, and the secret never shows."""
     # Longer than the limit plus the finder's reach (4 KiB): the sink must cut as it goes.
     data = ("lead " * 900 + " ".join(words)).encode()
-    chunks, rest = [], data
-    for cut in cuts:
-        chunks.append(rest[:cut])
-        rest = rest[cut:]
-    chunks.append(rest)
+    chunks = cut_into_chunks(data, cuts)
     redactor = Redactor(DEFAULT_REDACT, secrets=[SECRET])
     tmp_path = tmp_path_factory.mktemp("pieces")
     whole = long_line_pieces(tmp_path, [data], redactor, max_line=64)
