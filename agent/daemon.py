@@ -76,6 +76,9 @@ logger = structlog.get_logger("agent")
 
 HEARTBEAT_SECONDS = 30.0
 CONTENTION_MEMORY = 30.0
+#: Most pending jobs kept from a list for the slots that free up after it (a queue of
+#: thousands is not held between polls).
+BACKLOG_LIMIT = 256
 """Seconds after an acquire lost to another node during which picks are spread."""
 BUSY_RECHECK_SECONDS = 5.0
 """With every slot busy, the poll loop still wakes at least this often (and ticks)."""
@@ -606,7 +609,7 @@ class Agent:
             free = [slot for slot in self.slots if slot.job is None]
             if not free or self._done_taking_work():
                 if free == [] and self.only_job is None:
-                    self._backlog = (candidates.starting_at(job.pk), listed_at)
+                    self._backlog = (candidates.starting_at(job.pk, BACKLOG_LIMIT), listed_at)
                 break
             if self._passed_over(job.pk):
                 continue

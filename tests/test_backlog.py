@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.outcome import EndReason
+from agent.server.client import LazyJobs
 from tests.agent_harness import Harness, harness
 from tests.server_params import reference_only
 from tests.servers import ServerUnderTest
@@ -61,3 +62,11 @@ async def test_a_job_gone_before_its_acquire_is_passed_over(h: Harness) -> None:
     reports = await h.run_until_idle(h.settings(poll={"interval": 30.0}))
     assert [r.job for r in reports] == [second, first]
     assert {r.outcome.reason for r in reports} == {EndReason.SUCCEEDED}
+
+
+def test_a_backlog_starts_at_the_first_job_not_taken_and_is_bounded() -> None:
+    template = {"pk": 1, "name": "t", "version": 1}
+    listed = LazyJobs([{"pk": pk, "template": template} for pk in range(1, 7)])
+    assert [job.pk for job in listed.starting_at(3)] == [3, 4, 5, 6]
+    assert [job.pk for job in listed.starting_at(3, 2)] == [3, 4]
+    assert list(listed.starting_at(99)) == []

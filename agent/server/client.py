@@ -702,11 +702,13 @@ class LazyJobs:
         """The same jobs in the order ``order`` gives their items."""
         return LazyJobs(order(self._items))
 
-    def starting_at(self, pk: int) -> LazyJobs:
-        """The jobs from the one with ``pk`` on (none when no item has it)."""
+    def starting_at(self, pk: int, limit: int | None = None) -> LazyJobs:
+        """The jobs from the one with ``pk`` on, at most ``limit`` of them (none when no
+        item has that pk)."""
         for index, item in enumerate(self._items):
             if (item.pk if isinstance(item, Job) else _raw_pk(item)) == pk:
-                return LazyJobs(self._items[index:])
+                end = None if limit is None else index + limit
+                return LazyJobs(self._items[index:end])
         return LazyJobs([])
 
 
