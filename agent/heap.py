@@ -4,11 +4,10 @@ A chatty job's output is read 1 MiB at a time, and the log sink joins and cuts b
 that size. glibc serves an allocation that big from a fresh ``mmap`` of zeroed pages at
 first, and gives memory at the top of its heap back to the kernel as soon as 128 KiB
 are free there, so block after block paid for page faults and zeroing in the kernel.
-:func:`keep_large_buffers` lets
-allocations up to :data:`MMAP_THRESHOLD` come from the heap and keeps up to
-:data:`TRIM_THRESHOLD` free at its top for the next block. Jobs are not affected (the
-setting ends at exec). An operator's own ``MALLOC_*_`` or ``GLIBC_TUNABLES`` malloc
-settings win: the agent then leaves malloc alone.
+:func:`keep_large_buffers` lets allocations up to :data:`MMAP_THRESHOLD` come from the
+heap and keeps up to :data:`TRIM_THRESHOLD` free at its top for the next block. Jobs are
+not affected (the setting ends at exec). An operator's own ``MALLOC_*_`` or
+``GLIBC_TUNABLES`` malloc settings win: the agent then leaves malloc alone.
 """
 
 from __future__ import annotations
