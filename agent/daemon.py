@@ -608,7 +608,7 @@ class Agent:
         for job in candidates:
             free = [slot for slot in self.slots if slot.job is None]
             if not free or self._done_taking_work():
-                if free == [] and self.only_job is None:
+                if not free and self.only_job is None:  # the rest waits for a slot
                     self._backlog = (candidates.starting_at(job.pk, BACKLOG_LIMIT), listed_at)
                 break
             if self._passed_over(job.pk):

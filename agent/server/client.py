@@ -386,7 +386,7 @@ class ServerClient:
 
     async def list_pending_jobs(self) -> list[Job]:
         """Jobs nobody has started or taken, oldest first."""
-        return list(await self.lazy_jobs(filters.PENDING_JOBS))
+        return await self.list_jobs(filters.PENDING_JOBS)
 
     async def lazy_jobs(self, spec: Mapping[str, Any]) -> LazyJobs:
         """:meth:`list_jobs`, each job validated only when read."""
@@ -691,12 +691,7 @@ class LazyJobs:
     @property
     def pks(self) -> set[int]:
         """The pk of every item that has one (validated or not)."""
-        found = set()
-        for item in self._items:
-            pk = item.pk if isinstance(item, Job) else _raw_pk(item)
-            if pk is not None:
-                found.add(pk)
-        return found
+        return {pk for pk in map(_item_pk, self._items) if pk is not None}
 
     def reordered(self, order: Callable[[list[Any]], list[Any]]) -> LazyJobs:
         """The same jobs in the order ``order`` gives their items."""
@@ -706,7 +701,7 @@ class LazyJobs:
         """The jobs from the one with ``pk`` on, at most ``limit`` of them (none when no
         item has that pk)."""
         for index, item in enumerate(self._items):
-            if (item.pk if isinstance(item, Job) else _raw_pk(item)) == pk:
+            if _item_pk(item) == pk:
                 end = None if limit is None else index + limit
                 return LazyJobs(self._items[index:end])
         return LazyJobs([])
@@ -721,6 +716,11 @@ class _NoCookies(CookieJar):
 
     def set_cookie(self, cookie: Any) -> None:
         return None
+
+
+def _item_pk(item: Any) -> int | None:
+    """The pk of a list item, a :class:`Job` or a raw one (None when it has none)."""
+    return item.pk if isinstance(item, Job) else _raw_pk(item)
 
 
 def _raw_pk(item: Any) -> int | None:
