@@ -42,6 +42,8 @@ class Batch:
     finished: int
     wall: float
     cpu: float
+    """Its CPU seconds, with its spawn helper's (:attr:`helper_cpu`)."""
+    helper_cpu: float
     server_cpu: float
     calls: int
     breakdown: str
@@ -89,6 +91,7 @@ def run_batch(
         finished=sum(1 for pk in pks if finished[pk]),
         wall=proc.wall,
         cpu=proc.cpu(),
+        helper_cpu=proc.helper_cpu(),
         server_cpu=server_cpu,
         calls=len(seen),
         breakdown=per_job_calls(seen, jobs),
@@ -96,11 +99,19 @@ def run_batch(
     )
 
 
+def spawn_helper_share(batch: Batch) -> str:
+    """The spawn helper's part of a batch's CPU, when it had one."""
+    if not batch.helper_cpu:
+        return ""
+    return f" (of which its spawn helper {batch.helper_cpu / batch.jobs * 1000:.1f})"
+
+
 def describe(batch: Batch) -> str:
     text = (
         f"{batch.who}: {batch.finished}/{batch.jobs} jobs in {batch.wall:.2f} s "
         f"({batch.rate:.1f} jobs/s, {batch.wall / batch.jobs * 1000:.1f} ms/job), "
-        f"its CPU {batch.cpu / batch.jobs * 1000:.1f} ms/job; "
+        f"its CPU {batch.cpu / batch.jobs * 1000:.1f} ms/job"
+        f"{spawn_helper_share(batch)}; "
         f"server CPU {batch.server_share * 100:.0f}% of one core; "
         f"{batch.calls / batch.jobs:.2f} server calls/job ({batch.breakdown})"
     )

@@ -377,8 +377,10 @@ def _hwm(pid: int) -> int:
 class Measured:
     """A child process watched from outside: wall time to its exit (exact: ``waitid``
     without reaping), its own CPU (user + system, read from the zombie before it is
-    reaped, so nothing is missed), its reaped children's CPU, its peak RSS (VmHWM) and
-    the peak RSS of it plus its live children (sampled)."""
+    reaped, so nothing is missed) plus that of its spawn helper (the agent's process
+    that starts the jobs of another user: sampled, and read again as the agent ends),
+    its reaped children's CPU, its peak RSS (VmHWM) and the peak RSS of it plus its live
+    children (sampled)."""
 
     def __init__(
         self,
@@ -406,6 +408,9 @@ class Measured:
         self.peak_tree_rss = 0
         self.final_cpu: Any = None
         self._with_children = with_children
+        self._looked_at: set[int] = set()
+        self._helpers: dict[int, psutil.Process] = {}
+        self._helper_cpu: dict[int, float] = {}
         self.trace: list[tuple[float, int, float]] | None = [] if trace else None
         """With ``trace``: (epoch, own RSS, own CPU seconds) at each sample."""
         self._period = sample
@@ -422,7 +427,22 @@ class Measured:
             self.final_cpu = self.ps.cpu_times()
         except psutil.Error:
             self.final_cpu = None
+        self._sample_helpers()
         self._exited.set()
+
+    def _sample_helpers(self) -> None:
+        """Find the spawn helper among the children (once each) and note its CPU."""
+        with suppress(psutil.Error):
+            for child in self.ps.children():
+                if child.pid not in self._looked_at:
+                    self._looked_at.add(child.pid)
+                    with suppress(psutil.Error):
+                        if any("spawnhelper" in part for part in child.cmdline()):
+                            self._helpers[child.pid] = child
+        for pid, helper in self._helpers.items():
+            with suppress(psutil.Error):
+                times = helper.cpu_times()
+                self._helper_cpu[pid] = times.user + times.system
 
     def _sample(self) -> None:
         while not self._exited.is_set() and not self._stop.is_set():
@@ -430,6 +450,7 @@ class Measured:
             self._exited.wait(self._period)
 
     def sample_now(self) -> None:
+        self._sample_helpers()
         try:
             rss = self.ps.memory_info().rss
             self.peak_rss = max(self.peak_rss, _hwm(self.process.pid), rss)
@@ -445,6 +466,17 @@ class Measured:
             pass
 
     def cpu(self) -> float:
+        """Its own CPU seconds and its spawn helper's so far (or in all, once it has
+        exited)."""
+        return self.own_cpu() + self.helper_cpu()
+
+    def helper_cpu(self) -> float:
+        """CPU seconds of its spawn helper, as last sampled."""
+        if not self._exited.is_set():
+            self._sample_helpers()
+        return float(sum(self._helper_cpu.values()))
+
+    def own_cpu(self) -> float:
         """Its own CPU seconds so far (or in all, once it has exited)."""
         if self._exited.is_set() and self.final_cpu is not None:
             return float(self.final_cpu.user + self.final_cpu.system)

@@ -43,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import resource
 import signal
 import subprocess
 import threading
@@ -70,6 +69,7 @@ from executors.proctree import (
     signal_group,
     signal_pids,
 )
+from executors.spawner import SpawnHelper, shared_helper
 
 __all__ = [
     "EndedRun",
@@ -125,7 +125,26 @@ def end_of(status: int, requested: EndKind | None) -> tuple[EndKind, int | None,
 @dataclass
 class _Exit:
     status: int
-    rusage: resource.struct_rusage
+    cpu_seconds: float
+    """User + system time of the main process and of what it reaped (rusage)."""
+
+
+@dataclass
+class Child:
+    """The main process of a run, and who reaps it."""
+
+    pid: int
+    pidfd: int | None
+    popen: subprocess.Popen[bytes] | None = None
+    """Set when the agent started it: the agent is its parent and reaps it."""
+    helper: SpawnHelper | None = None
+    """Set when the spawn helper started it: the helper reaps it and reports."""
+    ident: int = 0
+    """The helper's number for it."""
+
+
+#: The error of a run whose end the spawn helper could not report.
+LOST_END = "the agent's spawn helper ended before the job; its exit status is lost"
 
 
 class ProcessRun:
@@ -133,22 +152,23 @@ class ProcessRun:
 
     def __init__(
         self,
-        popen: subprocess.Popen[bytes],
+        child: Child,
         read_fd: int,
         run: PreparedRun,
         sink: LogSink,
         started: float,
         cgroup: JobCgroup | None = None,
     ) -> None:
-        self._popen = popen
+        self._child = child
         self._fd = read_fd
         self._run = run
         self._sink = sink
         self._started = started
-        self._sampler = TreeSampler(popen.pid, run.marker)
+        self._sampler = TreeSampler(child.pid, run.marker)
         self._reap_lock = threading.Lock()
         self._reap_limiter = anyio.CapacityLimiter(1)
         self._exit: _Exit | None = None
+        self._lost = False
         self._requested: EndKind | None = None
         self._stop_wanted = anyio.Event()
         self._term_lock = anyio.Lock()
@@ -163,7 +183,7 @@ class ProcessRun:
         self._cgroup = cgroup
         self._guard: MemoryGuard | None = choose_guard(run.memory_limit_bytes, cgroup is not None)
         self._memory_hit = False
-        self._pidfd = open_pidfd(popen.pid)
+        self._pidfd = child.pidfd
 
     @property
     def memory_guard(self) -> MemoryGuard | None:
@@ -173,7 +193,7 @@ class ProcessRun:
     @property
     def pid(self) -> int:
         """Pid of the main process (also the id of its process group and session)."""
-        return self._popen.pid
+        return self._child.pid
 
     async def stop(self) -> None:
         """SIGTERM the tree now; :meth:`wait` escalates after the grace. Idempotent."""
@@ -193,6 +213,8 @@ class ProcessRun:
                 await self._drive()
             finally:
                 self._done.set()
+        if self._lost:
+            raise NodeError(LOST_END)
         if self._result is None:
             raise RuntimeError("the run ended without a result (its wait failed)")
         return self._result
@@ -239,8 +261,15 @@ class ProcessRun:
 
     async def _reap(self) -> None:
         """Wait for the main process to end and reap it: on the event loop through its
-        pidfd, or (kernels before 5.3) by a blocking wait in a worker thread."""
-        if self._pidfd is None:
+        pidfd, or (kernels before 5.3) by a blocking wait in a worker thread. A process
+        the spawn helper started is reaped there: this takes its report."""
+        if self._child.helper is not None:
+            if self._pidfd is not None:
+                await anyio.wait_readable(self._pidfd)  # it ended: the report is on its way
+            await anyio.to_thread.run_sync(
+                self._take_report, abandon_on_cancel=True, limiter=self._reap_limiter
+            )
+        elif self._pidfd is None:
             await anyio.to_thread.run_sync(
                 self._wait4, 0, abandon_on_cancel=True, limiter=self._reap_limiter
             )
@@ -257,9 +286,24 @@ class ProcessRun:
                 pid, status, rusage = os.wait4(self.pid, options)
                 if pid == 0:
                     return None
-                self._popen.returncode = os.waitstatus_to_exitcode(status)
-                self._exit = _Exit(status, rusage)
+                if self._child.popen is not None:  # or a later Popen reaps it again
+                    self._child.popen.returncode = os.waitstatus_to_exitcode(status)
+                self._exit = _Exit(status, rusage.ru_utime + rusage.ru_stime)
             return self._exit
+
+    def _take_report(self) -> None:
+        """Wait for the spawn helper's report of the main process (blocking; once
+        across threads). With the helper gone, the status is lost: the run then
+        ends, and :meth:`wait` raises :class:`NodeError`."""
+        assert self._child.helper is not None
+        with self._reap_lock:
+            if self._exit is None:
+                ended = self._child.helper.ended(self._child.ident)
+                if ended is None:
+                    self._lost = True
+                    self._exit = _Exit(0, 0.0)
+                else:
+                    self._exit = _Exit(ended.status, ended.cpu_seconds)
 
     async def _pump_output(self) -> None:
         try:
@@ -375,8 +419,7 @@ class ProcessRun:
             self._memory_hit = True
             requested = requested or EndKind.MEMORY
         kind, code, sig = end_of(self._exit.status, requested)
-        usage = self._exit.rusage
-        cpu = usage.ru_utime + usage.ru_stime + self._sampler.outsider_cpu()
+        cpu = self._exit.cpu_seconds + self._sampler.outsider_cpu()
         peak: int | None = None
         if cgroup is not None:
             cpu = max(cpu, cgroup.cpu_seconds() or 0.0)
@@ -491,7 +534,7 @@ async def spawn_off_loop(
     return ProcessRun(*parts)
 
 
-_Started = tuple["subprocess.Popen[bytes]", int, PreparedRun, LogSink, float, "JobCgroup | None"]
+_Started = tuple[Child, int, PreparedRun, LogSink, float, "JobCgroup | None"]
 
 
 def start_process(
@@ -505,17 +548,7 @@ def start_process(
     with contextlib.suppress(OSError):  # over the system's limit: the default size
         fcntl.fcntl(read_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     try:
-        with thread_pinned(run.cores if pin else frozenset()):
-            popen = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=run.cwd,
-                start_new_session=True,
-                **identity_switch(run.user),
-            )
+        child = start_child(argv, env, run, run.cores if pin else frozenset(), write_fd)
     except BaseException:
         os.close(read_fd)
         sink.__exit__(None, None, None)
@@ -525,11 +558,39 @@ def start_process(
     finally:
         os.close(write_fd)
     started = time.monotonic()
-    if cgroup is not None and not place(cgroup, popen.pid):
+    if cgroup is not None and not place(cgroup, child.pid):
         cgroup.remove()
         cgroup = None
     os.set_blocking(read_fd, False)
-    return popen, read_fd, run, sink, started, cgroup
+    return child, read_fd, run, sink, started, cgroup
+
+
+def start_child(
+    argv: Sequence[str], env: dict[str, str], run: PreparedRun, cores: frozenset[int], output: int
+) -> Child:
+    """Start the run's main process in a session of its own, output to ``output``.
+
+    A process of another user comes from the spawn helper (:mod:`executors.spawner`:
+    ``Popen`` would fork the whole agent to switch ids); the agent starts the others
+    itself (``vfork``), and those of another user too when the helper cannot start.
+    """
+    switch = identity_switch(run.user)
+    helper = shared_helper() if switch else None
+    if helper is not None and run.user is not None:
+        spawned = helper.spawn(argv, env, run.cwd, run.user, cores, output)
+        return Child(spawned.pid, spawned.pidfd, helper=helper, ident=spawned.ident)
+    with thread_pinned(cores):
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=run.cwd,
+            start_new_session=True,
+            **switch,
+        )
+    return Child(popen.pid, open_pidfd(popen.pid), popen=popen)
 
 
 def new_cgroup(run: PreparedRun) -> JobCgroup | None:
