@@ -9,8 +9,10 @@ marker that lets a stop find every one of its processes.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 
 from executors.base import MARKER_ENV, PreparedRun
 from executors.identity import JobUser
@@ -34,10 +36,19 @@ THREAD_VARS: tuple[str, ...] = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_
 CORES_VAR = "AGENT_CORES"
 
 
+@functools.lru_cache(maxsize=32)
+def _matcher(patterns: tuple[str, ...]) -> Callable[[str], object]:
+    """One compiled test for "matches any of these ``fnmatch`` patterns" (case-sensitive,
+    like :func:`fnmatch.fnmatchcase`): a job's environment is built from every variable
+    of the agent's against every pattern."""
+    if not patterns:
+        return lambda _name: None
+    return re.compile("|".join(fnmatch.translate(pattern) for pattern in patterns)).match
+
+
 def is_credential(name: str) -> bool:
     """Whether an inherited variable name looks like a credential of the agent."""
-    upper = name.upper()
-    return any(fnmatch.fnmatchcase(upper, pattern) for pattern in CREDENTIAL_PATTERNS)
+    return _matcher(CREDENTIAL_PATTERNS)(name.upper()) is not None
 
 
 def inherited(agent_env: Mapping[str, str], inherit: Sequence[str]) -> dict[str, str]:
@@ -46,11 +57,11 @@ def inherited(agent_env: Mapping[str, str], inherit: Sequence[str]) -> dict[str,
     Patterns are ``fnmatch`` patterns matched case-sensitively against the names
     (environment names are case-sensitive on POSIX).
     """
+    allowed = _matcher(tuple(inherit))
     return {
         name: value
         for name, value in agent_env.items()
-        if any(fnmatch.fnmatchcase(name, pattern) for pattern in inherit)
-        and not is_credential(name)
+        if allowed(name) is not None and not is_credential(name)
     }
 
 

@@ -74,6 +74,14 @@ MIN_PAUSE = 0.0002
 #: Write buffer of the log file.
 _FILE_BUFFER = 64 * 1024
 
+#: Reads of a run's output done on the event loop before its reader thread starts: a
+#: job that prints nothing or a few lines never needs a thread of its own.
+LOOP_READS = 8
+
+#: The most read at once on the event loop; a read this big (a chatty job) hands the
+#: rest of the output to the reader thread at once.
+LOOP_READ_SIZE = 16 * 1024
+
 
 def reader_pause(busy: float, crowded: bool) -> float:
     """How long a reader thread sleeps after a block that took ``busy`` seconds of its
@@ -475,10 +483,14 @@ async def pump(
 
     The reading, filtering and writing run in a thread of their own
     (:class:`PipeReader`), so a job printing without pause cannot starve the event
-    loop, and it yields the CPU while ``crowded()`` (:func:`reader_pause`). Cancelled,
-    it stops the thread and waits for it (the sink is then the caller's alone). Does
-    not close ``fd``; calls :meth:`LogSink.finish` at end of file.
+    loop, and it yields the CPU while ``crowded()`` (:func:`reader_pause`). The first
+    few small reads happen on the event loop (:func:`read_on_loop`): a job that ends
+    with little or no output needs no thread. Cancelled, it stops the thread and waits
+    for it (the sink is then the caller's alone). Does not close ``fd``; calls
+    :meth:`LogSink.finish` at end of file.
     """
+    if await read_on_loop(fd, sink):
+        return
     reader = PipeReader(fd, sink, chunk, crowded)
     limiter = anyio.CapacityLimiter(1)  # not the shared pool: one per running job
     reader.start()
@@ -491,3 +503,23 @@ async def pump(
                 await anyio.to_thread.run_sync(reader.done.wait, limiter=limiter)
     if reader.error is not None:
         raise reader.error
+
+
+async def read_on_loop(fd: int, sink: LogSink) -> bool:
+    """Read the non-blocking pipe ``fd`` into ``sink`` on the event loop for at most
+    :data:`LOOP_READS` reads of at most :data:`LOOP_READ_SIZE` bytes; True when it
+    reached end of file (and called :meth:`LogSink.finish`), False when the output goes
+    on or came in a full read (the reader thread takes over)."""
+    for _ in range(LOOP_READS):
+        await anyio.wait_readable(fd)
+        try:
+            data = os.read(fd, LOOP_READ_SIZE)
+        except BlockingIOError:
+            continue
+        if not data:
+            sink.finish()
+            return True
+        sink.feed(data)
+        if len(data) == LOOP_READ_SIZE:
+            return False
+    return False

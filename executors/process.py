@@ -34,8 +34,11 @@ every descendant it or its descendants reaped) plus, for processes last seen out
 the main process's descendants (orphans, escaped daemons, leftovers killed at the end),
 their own user+system time at the last sample. Peak RSS is the highest sampled sum of
 RSS over the tree (``ru_maxrss`` is no bound: a child forked from the agent carries the
-agent's high-water mark across exec). Processes that live less than a sample interval
-and are not reaped by the main process's tree escape both.
+agent's high-water mark across exec). The first sample comes one interval after the
+start (a sample costs a read of every process's ``stat``; a job that ends sooner has
+nothing to sample but what it left behind, and reports a peak of 0). Processes that
+live less than a sample interval and are not reaped by the main process's tree escape
+both.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import contextlib
 import fcntl
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -61,6 +65,7 @@ from executors.identity import JobUser
 from executors.logsink import LogSink, pump
 from executors.proctree import (
     TreeSampler,
+    group_exists,
     group_pids,
     is_alive,
     marked_pids,
@@ -69,7 +74,7 @@ from executors.proctree import (
     signal_group,
     signal_pids,
 )
-from executors.spawner import SpawnHelper, shared_helper
+from executors.spawner import read_report, shared_helper
 
 __all__ = [
     "EndedRun",
@@ -137,10 +142,9 @@ class Child:
     pidfd: int | None
     popen: subprocess.Popen[bytes] | None = None
     """Set when the agent started it: the agent is its parent and reaps it."""
-    helper: SpawnHelper | None = None
-    """Set when the spawn helper started it: the helper reaps it and reports."""
-    ident: int = 0
-    """The helper's number for it."""
+    report: socket.socket | None = None
+    """Set when the spawn helper started it: the helper reaps it and reports its end
+    on this socket."""
 
 
 #: The error of a run whose end the spawn helper could not report.
@@ -174,6 +178,7 @@ class ProcessRun:
         self._term_lock = anyio.Lock()
         self._term_sent = False
         self._term_marked: list[psutil.Process] = []
+        self._none_left = False
         self._kill_lock = anyio.Lock()
         self._killed = False
         self._eof = anyio.Event()
@@ -238,6 +243,8 @@ class ProcessRun:
             self._close_output()
             if self._pidfd is not None:
                 os.close(self._pidfd)
+            if self._child.report is not None:
+                self._child.report.close()
             if self._exit is not None:
                 self._result = self._make_result()
             if self._cgroup is not None:  # the tree is gone (or as gone as it gets)
@@ -263,12 +270,10 @@ class ProcessRun:
         """Wait for the main process to end and reap it: on the event loop through its
         pidfd, or (kernels before 5.3) by a blocking wait in a worker thread. A process
         the spawn helper started is reaped there: this takes its report."""
-        if self._child.helper is not None:
-            if self._pidfd is not None:
-                await anyio.wait_readable(self._pidfd)  # it ended: the report is on its way
-            await anyio.to_thread.run_sync(
-                self._take_report, abandon_on_cancel=True, limiter=self._reap_limiter
-            )
+        if self._child.report is not None:
+            if self._exit is None:
+                await anyio.wait_readable(self._child.report)
+                self._take_report(self._child.report)
         elif self._pidfd is None:
             await anyio.to_thread.run_sync(
                 self._wait4, 0, abandon_on_cancel=True, limiter=self._reap_limiter
@@ -291,19 +296,16 @@ class ProcessRun:
                 self._exit = _Exit(status, rusage.ru_utime + rusage.ru_stime)
             return self._exit
 
-    def _take_report(self) -> None:
-        """Wait for the spawn helper's report of the main process (blocking; once
-        across threads). With the helper gone, the status is lost: the run then
-        ends, and :meth:`wait` raises :class:`NodeError`."""
-        assert self._child.helper is not None
-        with self._reap_lock:
-            if self._exit is None:
-                ended = self._child.helper.ended(self._child.ident)
-                if ended is None:
-                    self._lost = True
-                    self._exit = _Exit(0, 0.0)
-                else:
-                    self._exit = _Exit(ended.status, ended.cpu_seconds)
+    def _take_report(self, report: socket.socket) -> None:
+        """Read the spawn helper's report of the main process (its socket is readable).
+        With the helper gone, the status is lost: the run then ends, and :meth:`wait`
+        raises :class:`NodeError`."""
+        ended = read_report(report)
+        if ended is None:
+            self._lost = True
+            self._exit = _Exit(0, 0.0)
+        else:
+            self._exit = _Exit(ended.status, ended.cpu_seconds)
 
     async def _pump_output(self) -> None:
         try:
@@ -313,13 +315,13 @@ class ProcessRun:
 
     async def _sample_loop(self) -> None:
         tick = 0
-        while True:  # no marker scan at once: nothing can have escaped yet
+        while True:  # none at the start: the tree is one process that has just exec'd
+            await anyio.sleep(SAMPLE_INTERVAL)
             tick += 1
             over = await anyio.to_thread.run_sync(self._sample, tick % MARKER_SCAN_EVERY == 0)
             if over:
                 self._memory_hit = True
                 await self._request_stop(EndKind.MEMORY)
-            await anyio.sleep(SAMPLE_INTERVAL)
 
     def _sample(self, scan_marker: bool) -> bool:
         """One sample of the tree (and cgroup); whether the run is over its memory limit."""
@@ -360,9 +362,13 @@ class ProcessRun:
 
     def _term_tree(self) -> None:
         """The blocking part of :meth:`_send_term`, in one worker-thread call: find the
-        marked processes, take the last sample, SIGTERM the group, them and the cgroup."""
+        marked processes, take the last sample, SIGTERM the group, them and the cgroup.
+        Notes whether none of them was there at all (the main process ended and left
+        nothing behind: there is nothing to wait for, and nothing can appear later)."""
         marked = marked_pids(self._run.marker)
         self._sampler.sample(False, marked)
+        in_cgroup = self._cgroup.pids() if self._cgroup is not None else []
+        self._none_left = not marked and not in_cgroup and not group_exists(self.pid)
         signal_group(self.pid, signal.SIGTERM)
         self._term_marked = processes(marked)
         signal_pids(marked, signal.SIGTERM)
@@ -380,7 +386,8 @@ class ProcessRun:
                 return
             await self._send_term()
             grace = 0.0 if self._memory_hit else self._run.kill_grace
-            if grace <= 0 or not await self._tree_gone_within(grace):
+            gone = self._none_left  # the main process ended and left nothing behind
+            if not gone and (grace <= 0 or not await self._tree_gone_within(grace)):
                 signal_group(self.pid, signal.SIGKILL)
                 await anyio.to_thread.run_sync(self._sweep)
                 await self._tree_gone_within(KILL_SETTLE_TIMEOUT)
@@ -578,7 +585,7 @@ def start_child(
     helper = shared_helper() if switch else None
     if helper is not None and run.user is not None:
         spawned = helper.spawn(argv, env, run.cwd, run.user, cores, output)
-        return Child(spawned.pid, spawned.pidfd, helper=helper, ident=spawned.ident)
+        return Child(spawned.pid, None, report=spawned.report)
     with thread_pinned(cores):
         popen = subprocess.Popen(
             list(argv),

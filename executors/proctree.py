@@ -49,6 +49,17 @@ def signal_pids(pids: Iterable[int], sig: int) -> None:
                 raise
 
 
+def group_exists(pgid: int) -> bool:
+    """Whether a process group has any member at all (a zombie counts)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member we may not signal is still a member
+        return True
+    return True
+
+
 def group_pids(pgid: int) -> list[int]:
     """Pids of the living (non-zombie) members of a process group."""
     try:

@@ -1,9 +1,10 @@
 """The agent's side of the spawn helper (:mod:`executors.spawnhelper`).
 
 :func:`shared_helper` starts the helper on first use (and again after it ended) and
-returns it; :meth:`SpawnHelper.spawn` starts a job process as another user through it
-and :meth:`SpawnHelper.ended` waits for that process's report. A thread of the agent
-reads the helper's replies and reports and hands each to whoever waits for it.
+returns it. :meth:`SpawnHelper.spawn` starts a job process as another user through
+it and returns the process's *report socket*; :func:`read_report` reads how the
+process ended from that socket once it is readable (the event loop waits for that, no
+thread does).
 
 When the helper cannot be started at all, :func:`shared_helper` returns None and the
 agent starts the process itself, as before the helper existed.
@@ -11,9 +12,7 @@ agent starts the process itself, as before the helper existed.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import itertools
 import os
 import socket
 import subprocess
@@ -22,29 +21,21 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from executors import spawnhelper
 from executors.identity import JobUser
 from executors.spawnhelper import FrameError, Message, recv_frame, send_frame
 
-__all__ = ["Ended", "SpawnHelper", "Spawned", "shared_helper"]
-
-T = TypeVar("T")
-
-#: Seconds to wait for an ended helper to be reaped.
-REAP_TIMEOUT = 5.0
+__all__ = ["Ended", "SpawnHelper", "Spawned", "read_report", "shared_helper"]
 
 
 @dataclass(frozen=True)
 class Spawned:
     """A process the helper started."""
 
-    ident: int
-    """The request's number: what :meth:`SpawnHelper.ended` takes."""
     pid: int
-    pidfd: int | None
-    """Readable once the process has ended (None: the kernel has no ``pidfd_open``)."""
+    report: socket.socket
+    """Where its end is reported: readable once it has ended and was reaped."""
 
 
 @dataclass(frozen=True)
@@ -64,14 +55,8 @@ class SpawnHelper:
         self.process = process
         self._sock = sock
         self._send_lock = threading.Lock()
-        self._changed = threading.Condition()
-        self._replies: dict[int, tuple[Message, list[int]]] = {}
-        self._ends: dict[int, Ended] = {}
         self._gone = False
-        self._numbers = itertools.count(1)
         self._owner = os.getpid()
-        self._reader = threading.Thread(target=self._read, name="spawn-helper", daemon=True)
-        self._reader.start()
 
     @classmethod
     def start(cls) -> SpawnHelper:
@@ -98,8 +83,8 @@ class SpawnHelper:
 
     @property
     def usable(self) -> bool:
-        """Whether this helper still serves this process."""
-        return not self._gone and self._owner == os.getpid()
+        """Whether this helper still serves this process (reaps it once it ended)."""
+        return not self._gone and self._owner == os.getpid() and self.process.poll() is None
 
     def spawn(
         self,
@@ -126,69 +111,56 @@ class SpawnHelper:
             "groups": list(user.groups),
             "cores": sorted(cores),
         }
-        with self._send_lock:
-            ident = next(self._numbers)
-            try:
-                send_frame(self._sock, {"id": ident, **request}, [output_fd])
-            except OSError as exc:
-                raise _gone_error() from exc
-        answer = self._wait_for(self._replies, ident)
-        if answer is None:
-            raise _gone_error()
-        return _spawned(ident, *answer)
-
-    def ended(self, ident: int) -> Ended | None:
-        """Wait for the report of process ``ident``; None when the helper ended before
-        it could send one (the status is lost). Blocking; any thread."""
-        return self._wait_for(self._ends, ident)
-
-    def _wait_for(self, table: dict[int, T], ident: int) -> T | None:
-        with self._changed:
-            while ident not in table:
-                if self._gone:
-                    return None
-                self._changed.wait()
-            return table.pop(ident)
-
-    def _read(self) -> None:
-        """The reader thread: file replies and reports until the helper goes away."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            while True:
-                message, fds = recv_frame(self._sock)
-                if message is None:
-                    break
-                self._file(message, fds)
-        except (OSError, FrameError):
-            pass
-        finally:
-            with self._changed:
-                self._gone = True
-                self._changed.notify_all()
-            self._sock.close()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(REAP_TIMEOUT)
+            with theirs:
+                self._send(request, [output_fd, theirs.fileno()])
+            pid = _spawned_pid(self._reply(ours))
+        except BaseException:
+            ours.close()
+            raise
+        return Spawned(pid, ours)
 
-    def _file(self, message: Message, fds: list[int]) -> None:
-        with self._changed:
-            if "exit" in message:
-                ended = Ended(int(message["status"]), float(message["cpu"]))
-                self._ends[int(message["exit"])] = ended
-            else:
-                self._replies[int(message["id"])] = (message, fds)
-            self._changed.notify_all()
+    def _send(self, request: Message, fds: Sequence[int]) -> None:
+        with self._send_lock:
+            try:
+                send_frame(self._sock, request, fds)
+            except OSError as exc:
+                self._gone = True
+                raise _gone_error() from exc
+
+    def _reply(self, report: socket.socket) -> Message:
+        try:
+            reply, _fds = recv_frame(report)
+        except (OSError, FrameError) as exc:
+            raise _gone_error() from exc
+        if reply is None:
+            self._gone = True
+            raise _gone_error()
+        return reply
+
+
+def read_report(report: socket.socket) -> Ended | None:
+    """How the process of ``report`` ended, once the socket is readable; None when
+    the helper ended before it could say (the status is lost)."""
+    try:
+        message, _fds = recv_frame(report)
+    except (OSError, FrameError):
+        return None
+    if message is None:
+        return None
+    return Ended(int(message["status"]), float(message["cpu"]))
 
 
 def _gone_error() -> OSError:
     return OSError(errno.EIO, "the agent's spawn helper has ended")
 
 
-def _spawned(ident: int, reply: Message, fds: list[int]) -> Spawned:
-    """A spawn reply as the process it started, or as the exception ``Popen`` raised."""
+def _spawned_pid(reply: Message) -> int:
+    """The pid of a spawn reply, or the exception ``Popen`` raised."""
     error = reply.get("error")
     if error is None:
-        return Spawned(ident, int(reply["pid"]), fds[0] if fds else None)
-    for fd in fds:
-        os.close(fd)
+        return int(reply["pid"])
     if error == "oserror":
         raise OSError(reply["errno"], reply["strerror"], reply["filename"])
     if error == "affinity":

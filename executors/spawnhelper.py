@@ -9,21 +9,26 @@ helper forks the job, is its parent, reaps it and reports the end (wait status a
 CPU seconds) to the agent. Everything else about a run (signals, the process tree,
 cgroups, the log pipe) stays with the agent, which has the job's pid and a pidfd.
 
-The protocol runs over a Unix stream socket pair. Each message is a frame: a 4-byte
+The protocol runs over Unix stream sockets. Each message is a frame: a 4-byte
 big-endian length, then UTF-8 JSON; file descriptors ride as ``SCM_RIGHTS`` on the
 frame.
 
-- agent → helper: ``{"id", "argv", "env", "cwd", "uid", "gid", "groups", "cores"}``
-  with one descriptor, the write end of the job's output pipe.
-- helper → agent: ``{"id", "pid"}`` with the pidfd of the new process (when the kernel
-  has ``pidfd_open``); or ``{"id", "error": "oserror", "errno", "strerror",
-  "filename"}`` (``Popen`` raised :class:`OSError`: no such program, no such cwd, ...),
-  ``{"id", "error": "affinity", "message"}`` (the cores could not be had) or
-  ``{"id", "error": "other", "message"}``.
-- helper → agent, once the process has ended and was reaped: ``{"exit": id,
-  "status": wait status, "cpu": user + system seconds of it and what it reaped}``.
+- agent → helper, on the socket the helper was started with: ``{"argv", "env", "cwd",
+  "uid", "gid", "groups", "cores"}`` with two descriptors: the write end of the job's
+  output pipe, and the helper's end of a socket pair made for this one process (its
+  *report socket*). The helper never writes to the first socket.
+- helper → agent, on the report socket: ``{"pid"}``; or ``{"error": "oserror",
+  "errno", "strerror", "filename"}`` (``Popen`` raised :class:`OSError`: no such
+  program, no such cwd, ...), ``{"error": "affinity", "message"}`` (the cores could
+  not be had) or ``{"error": "other", "message"}``, after which it closes the socket.
+- helper → agent, on the report socket, once the process has ended and was reaped:
+  ``{"status": wait status, "cpu": user + system seconds of it and of what it
+  reaped}``; then it closes the socket. A report socket that reaches end of file
+  without a report means the helper ended first: the status is lost.
 
-The helper ends when the agent's end of the socket closes (the agent ended): the jobs
+The agent waits for a report on its event loop (the socket becomes readable) and
+needs no thread for it. The helper ends when the agent's end of the first socket
+closes (the agent ended): the jobs
 it started go on as children of init, as they would have with the agent as their
 parent. It sits in a session of its own and catches SIGINT, SIGTERM and SIGHUP with a
 handler that does nothing (a handler, not ``SIG_IGN``, so jobs start with the default
@@ -125,13 +130,20 @@ def _nothing(_signum: int, _frame: object) -> None:
     """The handler of the signals the helper leaves to the agent."""
 
 
+def _report(report: socket.socket, message: Message) -> None:
+    """Send ``message`` on a report socket; an agent that closed its end (it gave up on
+    that run) is no error of the helper's."""
+    with contextlib.suppress(OSError):
+        send_frame(report, message)
+
+
 class Helper:
     """Serves one agent: starts what it asks for, reports each end."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._affinity = os.sched_getaffinity(0)
-        self._children: dict[int, tuple[Any, subprocess.Popen[bytes]]] = {}
+        self._children: dict[int, tuple[socket.socket, subprocess.Popen[bytes]]] = {}
 
     def serve_one(self) -> bool:
         """Answer the next request; False once the agent has gone."""
@@ -139,29 +151,33 @@ class Helper:
         if message is None:
             _close_all(fds)
             return False
-        try:
-            reply, reply_fds = self._spawn(message, fds)
-        finally:
+        if len(fds) != 2:  # no report socket to answer on: nothing to do
             _close_all(fds)
+            return True
+        output, report = fds[0], socket.socket(fileno=fds[1])
         try:
-            send_frame(self._sock, reply, reply_fds)
+            reply, popen = self._spawn(message, output)
         finally:
-            _close_all(reply_fds)
+            os.close(output)
+        _report(report, reply)
+        if popen is None:
+            report.close()
+        else:
+            self._children[popen.pid] = (report, popen)
         return True
 
-    def _spawn(self, request: Message, fds: list[int]) -> tuple[Message, list[int]]:
-        ident = request.get("id")
-        if len(fds) != 1:
-            return {"id": ident, "error": "other", "message": "no output descriptor"}, []
+    def _spawn(
+        self, request: Message, output: int
+    ) -> tuple[Message, subprocess.Popen[bytes] | None]:
         try:
             os.sched_setaffinity(0, request["cores"] or self._affinity)
         except OSError as exc:
-            return {"id": ident, "error": "affinity", "message": exc.strerror or str(exc)}, []
+            return {"error": "affinity", "message": exc.strerror or str(exc)}, None
         try:
             popen = subprocess.Popen(
                 request["argv"],
                 stdin=subprocess.DEVNULL,
-                stdout=fds[0],
+                stdout=output,
                 stderr=subprocess.STDOUT,
                 env=request["env"],
                 cwd=request["cwd"],
@@ -173,20 +189,14 @@ class Helper:
         except OSError as exc:
             name = exc.filename
             return {
-                "id": ident,
                 "error": "oserror",
                 "errno": exc.errno,
                 "strerror": exc.strerror,
                 "filename": None if name is None else os.fsdecode(name),
-            }, []
+            }, None
         except Exception as exc:  # a bad request (a NUL in the argv, ...)
-            return {"id": ident, "error": "other", "message": str(exc)}, []
-        self._children[popen.pid] = (ident, popen)
-        try:
-            pidfd = [os.pidfd_open(popen.pid)]  # before any reaping: it is our child
-        except OSError:
-            pidfd = []
-        return {"id": ident, "pid": popen.pid}, pidfd
+            return {"error": "other", "message": str(exc)}, None
+        return {"pid": popen.pid}, popen
 
     def reap(self) -> None:
         """Reap every child that ended and report it."""
@@ -197,12 +207,13 @@ class Helper:
                 return
             if pid == 0:
                 return
-            ident, popen = self._children.pop(pid, (None, None))
-            if popen is None:
+            child = self._children.pop(pid, None)
+            if child is None:
                 continue
+            report, popen = child
             popen.returncode = os.waitstatus_to_exitcode(status)  # Popen must not reap it
-            cpu = usage.ru_utime + usage.ru_stime
-            send_frame(self._sock, {"exit": ident, "status": status, "cpu": cpu})
+            _report(report, {"status": status, "cpu": usage.ru_utime + usage.ru_stime})
+            report.close()
 
 
 def serve(sock: socket.socket) -> None:

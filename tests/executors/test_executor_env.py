@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from executors import MARKER_ENV, job_environment
-from executors.env import is_credential
+from executors.env import CREDENTIAL_PATTERNS, inherited, is_credential
 
 AGENT_ENV = {
     "PATH": "/usr/bin:/bin",
@@ -95,3 +99,23 @@ def test_thread_vars(
 def test_marker_wins() -> None:
     env = job_environment({MARKER_ENV: "agent-own"}, ["*"], {MARKER_ENV: "job"}, 1, "the-marker")
     assert env[MARKER_ENV] == "the-marker"
+
+
+NAME_PARTS = st.text(alphabet="ABXZabc_.?*[]!d-", max_size=6)
+
+
+@given(
+    names=st.lists(NAME_PARTS, max_size=30),
+    patterns=st.lists(NAME_PARTS, max_size=5),
+)
+def test_inherited_names_are_those_fnmatchcase_allows(
+    names: list[str], patterns: list[str]
+) -> None:
+    env = dict.fromkeys(names, "value")
+    expected = {
+        name
+        for name in names
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+        and not any(fnmatch.fnmatchcase(name.upper(), cred) for cred in CREDENTIAL_PATTERNS)
+    }
+    assert set(inherited(env, patterns)) == expected
