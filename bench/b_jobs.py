@@ -26,6 +26,7 @@ from bench.common import (
     bench_dir,
     devserver,
     fmt_ratio,
+    is_spawn_helper,
     job_calls,
     per_job_calls,
     timestamp,
@@ -231,10 +232,12 @@ class Neighbour:
 
 
 def _job_pids(agent_proc: Measured) -> set[psutil.Process]:
+    """The agent's job processes: its descendants but its spawn helper."""
     try:
-        return set(agent_proc.ps.children(recursive=True))
+        descendants = agent_proc.ps.children(recursive=True)
     except psutil.Error:
         return set()
+    return {process for process in descendants if not is_spawn_helper(process)}
 
 
 def neighbour_phase(folder: Path, *, noisy: bool, jobs: int, window: float) -> Neighbour:

@@ -374,6 +374,14 @@ def _hwm(pid: int) -> int:
     return int(found.group(1)) * 1024 if found else 0
 
 
+def is_spawn_helper(process: psutil.Process) -> bool:
+    """Whether ``process`` is an agent's spawn helper (not a job)."""
+    try:
+        return any("spawnhelper" in part for part in process.cmdline())
+    except psutil.Error:
+        return False
+
+
 class Measured:
     """A child process watched from outside: wall time to its exit (exact: ``waitid``
     without reaping), its own CPU (user + system, read from the zombie before it is
@@ -436,9 +444,8 @@ class Measured:
             for child in self.ps.children():
                 if child.pid not in self._looked_at:
                     self._looked_at.add(child.pid)
-                    with suppress(psutil.Error):
-                        if any("spawnhelper" in part for part in child.cmdline()):
-                            self._helpers[child.pid] = child
+                    if is_spawn_helper(child):
+                        self._helpers[child.pid] = child
         for pid, helper in self._helpers.items():
             with suppress(psutil.Error):
                 times = helper.cpu_times()
