@@ -4,9 +4,9 @@ The agent looks the account up once (:func:`lookup_user`) and hands the result t
 run in :attr:`~executors.base.PreparedRun.user`;
 :func:`~executors.process.spawn_off_loop` lets
 ``subprocess.Popen(user=, group=, extra_groups=)`` switch to it in the child before exec
-(in C, no Python between fork and exec). :func:`search_blocked` tells whether that user
-can reach a directory at all, so a job directory it cannot enter is caught at start-up
-instead of as a failed spawn.
+(in C, no Python between fork and exec), in the spawn helper (:mod:`executors.spawner`).
+:func:`search_blocked` tells whether that user can reach a directory at all, so a job
+directory it cannot enter is caught at start-up instead of as a failed spawn.
 """
 
 from __future__ import annotations

@@ -2,13 +2,14 @@
 
 :func:`spawn_off_loop` starts an argv in a session of its own (so its process group id
 is its pid), with its output on a pipe and, when cores are given, its CPU affinity set
-to them. The :class:`ProcessRun` it returns implements
+to them; a process of another user is started by the spawn helper
+(:mod:`executors.spawner`). The :class:`ProcessRun` it returns implements
 :class:`~executors.base.RunHandle`:
 
 - ``wait()`` drives the run: it pumps the output into the log sink, reaps the main
-  process with ``os.wait4`` once its pidfd says it ended (for its rusage), samples the
-  process tree every :data:`SAMPLE_INTERVAL` seconds, enforces the walltime and carries
-  out stops.
+  process with ``os.wait4`` once its pidfd says it ended (for its rusage), or takes the
+  spawn helper's report of it, samples the process tree every :data:`SAMPLE_INTERVAL`
+  seconds, enforces the walltime and carries out stops.
   Call it right after starting; the output pipe is only read while it runs.
 - ``stop()`` sends SIGTERM to the group and to every process carrying the run's marker,
   and sets the escalation going: the grace races the tree's disappearance, then SIGKILL

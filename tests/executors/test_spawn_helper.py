@@ -100,19 +100,30 @@ OPEN_FDS = (
 )
 
 
-@as_root
-@pytest.mark.anyio
-@pytest.mark.parametrize("user", [SOMEONE, None], ids=["other-user", "agent-user"])
-async def test_the_job_gets_no_descriptor_and_no_signal_disposition_of_the_helper(
-    make_run: MakeRun, user: JobUser | None
-) -> None:
+async def signals_and_descriptors(make_run: MakeRun, user: JobUser | None) -> list[str]:
+    """The open descriptors and the signal dispositions a job of ``user`` starts with."""
     lines = Lines()
     for command in ([PYTHON, "-c", OPEN_FDS], ["/bin/cat", "/proc/self/status"]):
         result = await run_to_end(make_run(command, user=user, on_line=lines))
         assert result.succeeded, lines.lines
-    signals = [line for line in lines.lines if line.startswith(("SigIgn", "SigCgt"))]
-    assert lines.lines[0] == "[0, 1, 2]"
-    assert signals == [f"SigIgn:\t{'0' * 16}", f"SigCgt:\t{'0' * 16}"]
+    return [lines.lines[0]] + [
+        line for line in lines.lines if line.startswith(("SigIgn", "SigCgt", "SigBlk"))
+    ]
+
+
+@as_root
+@pytest.mark.anyio
+async def test_the_job_gets_no_descriptor_and_no_signal_disposition_of_the_helper(
+    make_run: MakeRun,
+) -> None:
+    through_helper = await signals_and_descriptors(make_run, SOMEONE)
+    from_the_agent = await signals_and_descriptors(make_run, None)
+    # What is ignored is inherited from whoever started the agent (a CI runner ignores
+    # signal 32): the same either way. Nothing is caught or blocked, no fd but 0-2.
+    assert through_helper == from_the_agent
+    assert through_helper[0] == "[0, 1, 2]"
+    blocked, _ignored, caught = through_helper[1:]
+    assert (blocked, caught) == (f"SigBlk:\t{'0' * 16}", f"SigCgt:\t{'0' * 16}")
 
 
 @as_root
