@@ -24,7 +24,15 @@ from typing import Any
 
 import anyio
 
-from agent.server import Job, ServerClient, ServerFault, ServerUnreachable, Template, filters
+from agent.server import (
+    BadRequest,
+    Job,
+    ServerClient,
+    ServerFault,
+    ServerUnreachable,
+    Template,
+    filters,
+)
 from agent.spec import RunSpec
 from agent.spec._checks import variable_text
 
@@ -157,12 +165,21 @@ async def find_template(
     return None
 
 
+def server_busy(exc: Exception) -> bool:
+    """Whether a failed call is worth trying again: the server failed (5xx) or did not
+    answer, or the real backend's SQLite was busy ("database is locked" while agents
+    poll it), which its template import reports as a 400 ("Bad job template: ...")."""
+    if isinstance(exc, ServerFault | ServerUnreachable):
+        return True
+    return isinstance(exc, BadRequest) and "database is locked" in str(exc)
+
+
 async def find_or_import_template(
     client: ServerClient, name: str, variables: Iterable[str], *, attempts: int = ATTEMPTS
 ) -> tuple[Template, bool]:
     """A template for these variables, and whether it was imported just now (which
     needs staff rights: :class:`~agent.server.Forbidden` otherwise). An import the
-    server fails (5xx) is looked for again before it is tried again."""
+    server failed (:func:`server_busy`) is looked for again before it is tried again."""
     wanted = set(variables)
     delay = FIRST_WAIT
     for attempt in range(attempts):
@@ -172,8 +189,8 @@ async def find_or_import_template(
         try:
             parameters = template_parameters(wanted)
             return await client.import_template(name, EXECUTOR_CLASS, parameters), True
-        except (ServerFault, ServerUnreachable):
-            if attempt == attempts - 1:
+        except (ServerFault, ServerUnreachable, BadRequest) as exc:
+            if attempt == attempts - 1 or not server_busy(exc):
                 raise
         await anyio.sleep(delay)
         delay *= 2
@@ -193,8 +210,9 @@ async def create_job_once(
     *,
     attempts: int = ATTEMPTS,
 ) -> Job:
-    """Create a job, trying again when the server fails (5xx; the real backend's SQLite
-    answers "database is locked" while agents poll it) or does not answer. Before each
+    """Create a job, trying again when the server fails or is busy (:func:`server_busy`;
+    the real backend's SQLite answers "database is locked" while agents poll it) or does
+    not answer. Before each
     new try the job is looked for by ``description``, which must be unique
     (:func:`unique_description`): a job whose creation succeeded but whose answer was
     lost is not created twice."""
@@ -202,8 +220,8 @@ async def create_job_once(
     for attempt in range(attempts):
         try:
             return await client.create_job(template, values, description=description)
-        except (ServerFault, ServerUnreachable):
-            if attempt == attempts - 1:
+        except (ServerFault, ServerUnreachable, BadRequest) as exc:
+            if attempt == attempts - 1 or not server_busy(exc):
                 raise
         await anyio.sleep(delay)
         delay *= 2
@@ -237,6 +255,7 @@ __all__ = [
     "job_values",
     "local_urls",
     "looks_like_environment",
+    "server_busy",
     "spec_parts",
     "template_parameters",
     "unique_description",

@@ -28,6 +28,9 @@ from executors.spawnhelper import FrameError, Message, recv_frame, send_frame
 
 __all__ = ["Ended", "SpawnHelper", "Spawned", "read_report", "shared_helper"]
 
+#: Seconds a new helper has to say it is up.
+READY_TIMEOUT = 30.0
+
 
 @dataclass(frozen=True)
 class Spawned:
@@ -59,14 +62,15 @@ class SpawnHelper:
         self._owner = os.getpid()
 
     @classmethod
-    def start(cls) -> SpawnHelper:
-        """Start a helper (in a session of its own, with an empty environment: nothing
-        of the agent's, credentials least of all, reaches it). :class:`OSError` when it
-        cannot be started."""
+    def start(cls, python: str = sys.executable) -> SpawnHelper:
+        """Start a helper with the interpreter ``python`` (in a session of its own, with
+        an empty environment: nothing of the agent's, credentials least of all, reaches
+        it) and wait until it says it is up. :class:`OSError` when it cannot be started
+        or does not come up."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             process = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(Path(spawnhelper.__file__)), str(theirs.fileno())],
+                [python, "-I", "-S", str(Path(spawnhelper.__file__)), str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -79,7 +83,19 @@ class SpawnHelper:
             raise
         finally:
             theirs.close()
+        try:
+            _wait_until_ready(ours)
+        except OSError:
+            ours.close()
+            process.kill()
+            process.wait()
+            raise
         return cls(process, ours)
+
+    def close(self) -> None:
+        """Let the helper go: it ends once its socket is closed (jobs it started go on)."""
+        self._gone = True
+        self._sock.close()
 
     @property
     def usable(self) -> bool:
@@ -150,6 +166,18 @@ def read_report(report: socket.socket) -> Ended | None:
     if message is None:
         return None
     return Ended(int(message["status"]), float(message["cpu"]))
+
+
+def _wait_until_ready(sock: socket.socket) -> None:
+    """Wait for a new helper's ``{"ready": true}``; :class:`OSError` without it."""
+    sock.settimeout(READY_TIMEOUT)
+    try:
+        message, _fds = recv_frame(sock)
+    except FrameError as exc:
+        raise OSError(errno.EIO, f"the spawn helper did not start: {exc}") from exc
+    if message != {"ready": True}:
+        raise OSError(errno.EIO, "the spawn helper did not start")
+    sock.settimeout(None)
 
 
 def _gone_error() -> OSError:

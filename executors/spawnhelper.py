@@ -16,7 +16,8 @@ frame.
 - agent → helper, on the socket the helper was started with: ``{"argv", "env", "cwd",
   "uid", "gid", "groups", "cores"}`` with two descriptors: the write end of the job's
   output pipe, and the helper's end of a socket pair made for this one process (its
-  *report socket*). The helper never writes to the first socket.
+  *report socket*). On the first socket the helper only says ``{"ready": true}`` once,
+  when it is up; the agent does not use a helper that does not.
 - helper → agent, on the report socket: ``{"pid"}``; or ``{"error": "oserror",
   "errno", "strerror", "filename"}`` (``Popen`` raised :class:`OSError`: no such
   program, no such cwd, ...), ``{"error": "affinity", "message"}`` (the cores could
@@ -225,6 +226,7 @@ def serve(sock: socket.socket) -> None:
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
     helper = Helper(sock)
+    send_frame(sock, {"ready": True})
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
     poller.register(wake_read, select.POLLIN)

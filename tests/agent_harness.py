@@ -27,6 +27,7 @@ from agent.jobuser import resolve_job_user
 from agent.journal import Journal
 from agent.redact import Redactor
 from agent.server import (
+    BadRequest,
     Job,
     OutputInfo,
     RetryPolicies,
@@ -35,6 +36,7 @@ from agent.server import (
     ServerFault,
 )
 from agent.statedir import prepare
+from agent.submission import server_busy
 from executors.identity import JobUser
 from tests.servers import DEVSERVER_NODE, ServerUnderTest
 
@@ -225,12 +227,13 @@ async def harness(server: ServerUnderTest, tmp_path: Path) -> AsyncIterator[Harn
 
 async def submit_while_busy(h: Harness, analysis: dict[str, object]) -> int:
     """Submit while an agent talks to the server: the real backend's SQLite may answer
-    "database is locked" (500); a job is created once its answer is 201."""
+    "database is locked" (a 500, or a 400 on a template import); a job is created once
+    its answer is 201."""
     for _ in range(10):
         try:
             return await h.submit(analysis)
-        except ServerFault as exc:
-            if "database is locked" not in str(exc):
+        except (ServerFault, BadRequest) as exc:
+            if not (server_busy(exc) and "database is locked" in str(exc)):
                 raise
             await anyio.sleep(0.2)
     raise AssertionError("the server stayed locked")

@@ -19,8 +19,9 @@ from typing import Any
 import anyio
 import pytest
 
+from agent.devserver import DevServer
 from agent.outcome import ExitCode
-from agent.server import ServerClient
+from agent.server import BadRequest, ServerClient
 from agent.submission import DEFAULT_TEMPLATE, find_or_import_template
 from tests.agent_processes import running, start_agent
 from tests.cli_process import agent_process, server_config, user_lines
@@ -225,3 +226,34 @@ def test_what_the_server_could_not_run_is_refused_before_sending(tmp_path: Path)
     assert "expected NAME=VALUE" in refused(uses, "--param", "who")
     assert "--out goes with --wait" in refused(uses, "--param", "who=me", "--out", "x")
     assert "invalid analysis" in refused({"analysis": {"comand": "true"}})
+
+
+LOCKED = b'{"detail": "Bad job template: database is locked"}'
+
+
+@pytest.mark.parametrize(
+    ("body", "imported"),
+    [(LOCKED, True), (b'{"detail": "Bad job template: no such executor"}', False)],
+    ids=["database-locked", "a-real-400"],
+)
+def test_a_busy_database_on_import_is_tried_again(body: bytes, imported: bool) -> None:
+    """The real backend reports its SQLite's "database is locked" on a template import
+    as a 400; that one is tried again, any other 400 is not."""
+    with DevServer() as server:
+        server.fail_next(
+            r"^/v1/job-templates/import$",
+            400,
+            body=body,
+            headers={"Content-Type": "application/json"},
+        )
+
+        async def run() -> bool:
+            async with ServerClient(server.url, "admin", "admin") as admin:
+                try:
+                    template, fresh = await find_or_import_template(admin, "locked", ["x"])
+                except BadRequest:
+                    return False
+                assert template.name == "locked" and fresh
+                return True
+
+        assert anyio.run(run) is imported

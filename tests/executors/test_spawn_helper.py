@@ -281,3 +281,17 @@ def test_a_closed_socket_reads_as_the_end() -> None:
         theirs.sendall(HEADER.pack(10) + b"{")
         theirs.close()
         assert recv_frame(ours) == (None, [])
+
+
+@pytest.mark.parametrize("python", ["/bin/false", "/nonexistent/python3"], ids=["exits", "missing"])
+def test_a_helper_that_does_not_come_up_is_not_used(python: str) -> None:
+    with pytest.raises(OSError):
+        SpawnHelper.start(python)
+
+
+def test_a_helper_comes_up_and_ends_when_its_socket_closes() -> None:
+    helper = SpawnHelper.start()
+    assert helper.usable
+    helper.close()
+    assert helper.process.wait(timeout=20) == 0
+    assert not helper.usable
