@@ -76,10 +76,10 @@ logger = structlog.get_logger("agent")
 
 HEARTBEAT_SECONDS = 30.0
 CONTENTION_MEMORY = 30.0
-#: Most pending jobs kept from a list for the slots that free up after it (a queue of
-#: thousands is not held between polls).
-BACKLOG_LIMIT = 256
 """Seconds after an acquire lost to another node during which picks are spread."""
+BACKLOG_LIMIT = 256
+"""Most pending jobs kept from a list for the slots that free up after it (a queue of
+thousands is not held between polls)."""
 BUSY_RECHECK_SECONDS = 5.0
 """With every slot busy, the poll loop still wakes at least this often (and ticks)."""
 

@@ -75,7 +75,7 @@ from executors.proctree import (
     signal_group,
     signal_pids,
 )
-from executors.spawner import read_report, shared_helper
+from executors.spawner import Ended, read_report, shared_helper
 
 __all__ = [
     "EndedRun",
@@ -129,13 +129,6 @@ def end_of(status: int, requested: EndKind | None) -> tuple[EndKind, int | None,
 
 
 @dataclass
-class _Exit:
-    status: int
-    cpu_seconds: float
-    """User + system time of the main process and of what it reaped (rusage)."""
-
-
-@dataclass
 class Child:
     """The main process of a run, and who reaps it."""
 
@@ -172,7 +165,7 @@ class ProcessRun:
         self._sampler = TreeSampler(child.pid, run.marker)
         self._reap_lock = threading.Lock()
         self._reap_limiter = anyio.CapacityLimiter(1)
-        self._exit: _Exit | None = None
+        self._exit: Ended | None = None
         self._lost = False
         self._requested: EndKind | None = None
         self._stop_wanted = anyio.Event()
@@ -284,7 +277,7 @@ class ProcessRun:
                 await anyio.wait_readable(self._pidfd)
         self._sampler.main_ended()
 
-    def _wait4(self, options: int) -> _Exit | None:
+    def _wait4(self, options: int) -> Ended | None:
         """Reap the main process (blocking unless ``os.WNOHANG``; idempotent across
         threads); None while it runs."""
         with self._reap_lock:
@@ -294,7 +287,7 @@ class ProcessRun:
                     return None
                 if self._child.popen is not None:  # or a later Popen reaps it again
                     self._child.popen.returncode = os.waitstatus_to_exitcode(status)
-                self._exit = _Exit(status, rusage.ru_utime + rusage.ru_stime)
+                self._exit = Ended(status, rusage.ru_utime + rusage.ru_stime)
             return self._exit
 
     def _take_report(self, report: socket.socket) -> None:
@@ -304,9 +297,9 @@ class ProcessRun:
         ended = read_report(report)
         if ended is None:
             self._lost = True
-            self._exit = _Exit(0, 0.0)
+            self._exit = Ended(0, 0.0)
         else:
-            self._exit = _Exit(ended.status, ended.cpu_seconds)
+            self._exit = ended
 
     async def _pump_output(self) -> None:
         try:

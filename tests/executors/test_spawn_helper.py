@@ -24,6 +24,7 @@ from executors.local import SubprocessExecutor
 from executors.process import LOST_END
 from executors.spawner import SpawnHelper, shared_helper
 from executors.spawnhelper import HEADER, MAX_FRAME, FrameError, recv_frame
+from tests.executors.conftest import alive
 from tests.executors.test_executor_local import Lines, run_to_end
 from tests.executors.test_spawn_identity import PYTHON, SOMEONE
 
@@ -42,12 +43,7 @@ def the_helper() -> SpawnHelper:
 
 async def gone(pid: int) -> None:
     """Wait until ``pid`` no longer runs (a zombie counts as gone)."""
-    while True:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return
-        except psutil.NoSuchProcess:
-            return
+    while alive(pid):
         await anyio.sleep(0.02)
 
 
