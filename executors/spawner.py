@@ -43,7 +43,7 @@ class Spawned:
 
 @dataclass(frozen=True)
 class Ended:
-    """How a process the helper started ended."""
+    """How a job's main process ended (reported by the helper, or reaped by the agent)."""
 
     status: int
     """The wait status (``os.wait4``'s)."""
