@@ -272,6 +272,19 @@ class JobRun:
         """Record the job for recovery; the write and its fsync in a worker thread."""
         await anyio.to_thread.run_sync(self.context.journal.record, self._entry())
 
+    def _journal_and_create(self, spec: RunSpec) -> Workspace:
+        """Record the job for recovery (naming the directory it is about to get), then
+        make its directories and write ``spec.json``: one worker-thread call."""
+        self.context.journal.record(self._entry())
+        workspace = Workspace.create(
+            self.settings.work_dir,
+            private_dir(self.settings.state_dir),
+            self.workspace_name,
+            self.context.job_user,
+        )
+        workspace.write_json("spec.json", {"job": self.job.pk, "spec": dataclasses.asdict(spec)})
+        return workspace
+
     def _execution(self, spec: RunSpec, workspace: Workspace) -> Execution:
         return Execution(
             spec,
@@ -318,8 +331,7 @@ class JobRun:
         outcome: Outcome | None = None
         step: StepOutcome | None = None
         try:
-            await self._journal()
-            step = await attempt()
+            step = await attempt()  # which records the job in the journal first
             outcome = Outcome(step.reason, self.started, step.error or None)
         except NodeError as exc:
             outcome = Outcome(EndReason.NODE_ERROR, self.started, f"node: {exc}")
@@ -351,25 +363,19 @@ class JobRun:
 
     async def _attempt(self) -> StepOutcome:
         if isinstance(self.spec, SpecError):
+            await self._journal()
             return StepOutcome(EndReason.INVALID_SPEC, str(self.spec))
         clash = log_output_clash(self.spec.outputs, self.settings.run.log_output)
         if clash is not None:
+            await self._journal()
             return StepOutcome(EndReason.INVALID_SPEC, str(clash))
         spec = self.spec
-        workspace = await anyio.to_thread.run_sync(
-            Workspace.create,
-            self.settings.work_dir,
-            private_dir(self.settings.state_dir),
-            self.workspace_name,
-            self.context.job_user,
-        )
+        workspace = await anyio.to_thread.run_sync(self._journal_and_create, spec)
         self.execution = self._execution(spec, workspace)
-        workspace.write_json("spec.json", {"job": self.job.pk, "spec": dataclasses.asdict(spec)})
         executor = make_executor(self.settings, spec)
-        await stage(
-            spec, workspace, self.client.download, InputBudget(self.settings.run.max_input_bytes)
-        )
-        await anyio.to_thread.run_sync(workspace.hand_over)
+        budget = InputBudget(self.settings.run.max_input_bytes)
+        if await stage(spec, workspace, self.client.download, budget):
+            await anyio.to_thread.run_sync(workspace.hand_over)  # (create handed over the rest)
         stop_only = [stop_watcher(self.context, self.node)]
         self._phase = "running"
         if spec.pre_process is not None:
@@ -406,7 +412,8 @@ class JobRun:
 
     async def _reattach(self, entry: JournalEntry) -> StepOutcome:
         """The rest of a started job whose Slurm job outlived the agent: follow it,
-        post-process, outputs; nothing is staged or started again."""
+        post-process, outputs; nothing is staged or started again. The journal keeps the
+        earlier life's entry until this one is recorded (below, once it is complete)."""
         if isinstance(self.spec, SpecError) or entry.slurm_job is None or not entry.workspace:
             raise NodeError("the interrupted job cannot be followed again")
         self.marker = entry.marker
@@ -603,6 +610,9 @@ class JobRun:
         """Upload the job's log; one the job replaced (a FIFO, a symlink, a directory)
         is not read, and fails a run that otherwise succeeded."""
         log_output = self.settings.run.log_output
+        if execution.workspace.log_is_empty():  # no need to open it in a worker thread
+            self.log.info("the job printed nothing: no log uploaded")
+            return outcome
         # A deleted log of an earlier attempt blocks the name: then use one of this run's.
         for name in (log_output.name, f"{log_output.name}-{self.marker[:8]}"):
             try:

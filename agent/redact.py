@@ -71,6 +71,8 @@ class Redactor:
 
     def _literal_re(self) -> tuple[re.Pattern[str] | None, int]:
         """The regex of every literal in force and the longest one's UTF-8 length."""
+        if self._parent is not None and not self._literals:  # a job with no secret of its own
+            return self._parent._literal_re()
         base = self._parent._literals if self._parent is not None else None
         own = self._literals
         cache = self._cache
@@ -84,6 +86,8 @@ class Redactor:
         return regex, longest
 
     def _current_screen(self) -> Screen:
+        if self._parent is not None and not self._literals:  # the agent's screen serves
+            return self._parent._current_screen()
         base = self._parent._literals if self._parent is not None else None
         own = self._literals
         cached = self._screen

@@ -99,9 +99,10 @@ def why_inputs_cannot_fit(spec: RunSpec, max_input_bytes: int, free_bytes: int) 
 
 async def stage(
     spec: RunSpec, workspace: Workspace, fetch: Fetch, budget: InputBudget | None = None
-) -> None:
+) -> bool:
     """Download inputs, render templates, write extra files into ``workspace.run_dir``,
-    counting every byte against ``budget`` (default: unlimited)."""
+    counting every byte against ``budget`` (default: unlimited). Whether anything was
+    written (then the job directory has files to hand over to the job user)."""
     budget = budget or InputBudget(1 << 62)
     run_dir = workspace.run_dir
     for index, item in enumerate(spec.input_files):
@@ -118,6 +119,7 @@ async def stage(
         target = _target(run_dir, relative, "file")
         await _materialise(source, target, fetch, "file", budget)
         target.chmod(target.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP)
+    return bool(spec.input_files or spec.template_tasks or executables)
 
 
 def _target(run_dir: Path, relative: str, what: str) -> Path:

@@ -114,6 +114,15 @@ class Workspace:
             return 0
         return info.st_size if stat.S_ISREG(info.st_mode) else 0
 
+    def log_is_empty(self) -> bool:
+        """Whether the job's log is a regular file with nothing in it (a log that is not
+        a regular file is not empty: the upload looks at it and refuses it)."""
+        try:
+            info = self.log_path.lstat()
+        except OSError:
+            return False
+        return stat.S_ISREG(info.st_mode) and info.st_size == 0
+
     def write_json(self, name: str, data: Any) -> None:
         """Write ``name`` into the private directory atomically (temp file, then rename)."""
         target = self.private / name

@@ -240,6 +240,14 @@ def _job_pids(agent_proc: Measured) -> set[psutil.Process]:
     return {process for process in descendants if not is_spawn_helper(process)}
 
 
+def _running(process: psutil.Process) -> bool:
+    """Whether ``process`` is there and not a zombie (it may end between the checks)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def neighbour_phase(folder: Path, *, noisy: bool, jobs: int, window: float) -> Neighbour:
     """Slot 1 holds a long job (noisy: `yes`; quiet: `sleep`); slot 2 runs ``jobs``
     `true` jobs. The long job is cancelled once the batch is done (or after ``window``
@@ -264,19 +272,11 @@ def neighbour_phase(folder: Path, *, noisy: bool, jobs: int, window: float) -> N
             return all(finished[pk] for pk in pks)
 
         in_window = wait_for(batch_done, window, period=0.1)
-        long_running = in_window and any(
-            p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in long_procs
-        )
+        long_running = in_window and any(_running(p) for p in long_procs)
         cancelled = time.time()
         admin.cancel(long_pk)
         gone = None
-        if wait_for(
-            lambda: (
-                not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in long_procs)
-            ),
-            30,
-            period=0.005,
-        ):
+        if wait_for(lambda: not any(_running(p) for p in long_procs), 30, period=0.005):
             gone = time.time() - cancelled
         ended_ok = wait_for(
             lambda: any(e.get("job") == long_pk for e in agent_events(config, "job ended")),

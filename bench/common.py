@@ -3,6 +3,8 @@ processes (CPU and RSS from psutil), an admin client, agent configs, and result 
 
 from __future__ import annotations
 
+import compileall
+import importlib.util
 import json
 import os
 import platform
@@ -102,6 +104,22 @@ def machine() -> str:
         f"Linux {platform.release()}, Python {platform.python_version()}, "
         f"running as {'root (jobs as the job user)' if os.geteuid() == 0 else 'a normal user'}"
     )
+
+
+def compile_agent() -> str:
+    """Byte-compile the agent's packages where Python will look for them, as ``pip
+    install`` does for an installed agent. A checkout installed with ``pip install -e``
+    (``make test``) has no bytecode until Python writes it, and under
+    ``PYTHONDONTWRITEBYTECODE`` it never does: every ``agent run`` would then compile
+    about 70 modules at start-up (about 0.3 s of CPU here), a cost no installed agent
+    pays. Returns what was done, for the report."""
+    folders = []
+    for package in ("agent", "executors"):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            folders.extend(spec.submodule_search_locations)
+    ok = all(compileall.compile_dir(folder, quiet=1) for folder in folders)
+    return f"agent bytecode: compiled in {', '.join(folders)}{'' if ok else ' (with errors)'}"
 
 
 # ----------------------------------------------------------------- files

@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # `python bench/run.py`: import the package from 
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench import b_data, b_idle, b_jobs
-from bench.common import Outcome, machine, table
+from bench.common import Outcome, compile_agent, machine, table
 
 BENCHES: dict[str, Callable[[bool], Outcome]] = {
     "overhead": b_jobs.overhead,
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown bench(es) {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
     chosen = args.benches or list(BENCHES)
     print(machine(), flush=True)
+    print(compile_agent(), flush=True)
     began = time.perf_counter()
     outcomes = []
     for name in chosen:

@@ -66,7 +66,7 @@ READER_NICE = 10
 #: to the CPU time the block took. A job that prints flat out then waits on its pipe,
 #: instead of the agent's event loop and its other jobs waiting on the GIL (a job
 #: printing little does not notice). A job alone on the agent is read at full speed.
-READER_DUTY = 0.25
+READER_DUTY = 0.1
 
 #: Shorter pauses are not worth a sleep.
 MIN_PAUSE = 0.0002

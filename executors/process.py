@@ -225,7 +225,8 @@ class ProcessRun:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._pump_output)
                 tg.start_soon(self._sample_loop)
-                tg.start_soon(self._watch_walltime)
+                if self._run.walltime is not None:
+                    tg.start_soon(self._watch_walltime, self._run.walltime)
                 tg.start_soon(self._watch_stop)
                 try:
                     await self._reap()
@@ -326,10 +327,8 @@ class ProcessRun:
             return limit is not None and self._cgroup.oom_kills() > 0
         return limit is not None and self._sampler.last_rss > limit
 
-    async def _watch_walltime(self) -> None:
-        if self._run.walltime is None:
-            return
-        await anyio.sleep(max(0.0, self._started + self._run.walltime - time.monotonic()))
+    async def _watch_walltime(self, walltime: float) -> None:
+        await anyio.sleep(max(0.0, self._started + walltime - time.monotonic()))
         await self._request_stop(EndKind.WALLTIME)
 
     async def _watch_stop(self) -> None:

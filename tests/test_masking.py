@@ -88,6 +88,21 @@ def test_a_job_redactor_adds_its_secrets_and_follows_the_agents() -> None:
     assert inner.redact("super-agent-password") == MASK
 
 
+def test_a_job_redactor_without_secrets_of_its_own_masks_the_agents() -> None:
+    agent = Redactor(DEFAULT_REDACT, secrets=["agent-password"])
+    job = agent.for_job({"PATH": "/usr/bin"})  # no secret variable
+    agent.add_secret("token-added-later")
+    text = "agent-password token-added-later API_TOKEN=abcdefgh123"
+    assert job.redact(text) == f"{MASK} {MASK} API_TOKEN={MASK}"
+    assert job.may_hold_secret(b"... token-added-later ...")
+    assert not job.may_hold_secret(b"nothing to see")
+    assert job.reach == agent.reach
+    # A secret given to the job later stays the job's.
+    job.add_secret("job-secret-1")
+    assert job.redact("job-secret-1 agent-password") == f"{MASK} {MASK}"
+    assert agent.redact("job-secret-1") == "job-secret-1"
+
+
 def test_spans_keep_keyword_and_value_together() -> None:
     redactor = Redactor(DEFAULT_REDACT, secrets=[LITERAL])
     text = f"a {LITERAL} b API_TOKEN={TOKEN_VALUE} c"

@@ -64,7 +64,8 @@ async def test_download_checksums_and_decompress(
             },
         ]
     )
-    await stage(spec, workspace, local_fetcher(tmp_path, 5.0))  # type: ignore[arg-type]
+    wrote = await stage(spec, workspace, local_fetcher(tmp_path, 5.0))  # type: ignore[arg-type]
+    assert wrote  # files to hand over to the job user
     run = workspace.run_dir
     assert (run / "in" / "data.bin").read_bytes() == data
     assert (run / "inner" / "a.txt").read_bytes() == b"A"
@@ -161,6 +162,27 @@ async def test_templates_are_rendered_with_variables(workspace: Workspace, tmp_p
     )
     await stage(spec, workspace, local_fetcher(tmp_path, 5.0))
     assert (workspace.run_dir / "conf" / "run.ini").read_text() == "n=7 keep=${n} home=$HOME"
+
+
+async def test_a_job_with_nothing_to_stage_writes_nothing(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    before = sorted(workspace.root.rglob("*"))
+    wrote = await stage(spec_with([]), workspace, local_fetcher(tmp_path, 5.0))  # type: ignore[arg-type]
+    assert not wrote
+    assert sorted(workspace.root.rglob("*")) == before
+
+
+def test_log_is_empty_only_for_an_empty_regular_file(workspace: Workspace, tmp_path: Path) -> None:
+    log = workspace.log_path
+    assert workspace.log_is_empty()  # as created
+    log.write_bytes(b"x")
+    assert not workspace.log_is_empty()
+    log.unlink()
+    assert not workspace.log_is_empty()  # missing: the upload says what is wrong
+    (tmp_path / "elsewhere").touch()
+    log.symlink_to(tmp_path / "elsewhere")
+    assert not workspace.log_is_empty()  # a link to an empty file is not an empty log
 
 
 def test_unused_names_are_importable() -> None:
