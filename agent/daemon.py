@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import structlog
@@ -551,10 +551,16 @@ class Agent:
         if self.partitions is not None:
             await self.partitions.refresh()
         candidates = await self._candidates()
-        if time.monotonic() < self._contended_until:
-            offset = random.randrange(SPREAD_WINDOW)  # noqa: S311
-            candidates = candidates.reordered(lambda items: spread(items, offset))
-        return candidates
+        return self._spread(candidates) if self._contended() else candidates
+
+    def _contended(self) -> bool:
+        """Whether this agent lost an acquire to another node lately."""
+        return time.monotonic() < self._contended_until
+
+    @staticmethod
+    def _spread(candidates: LazyJobs) -> LazyJobs:
+        offset = random.randrange(SPREAD_WINDOW)  # noqa: S311
+        return candidates.reordered(lambda items: spread(items, offset))
 
     async def _candidates(self) -> LazyJobs:
         client = self.context.client
@@ -581,7 +587,10 @@ class Agent:
         job again for each one); when none of them is taken, the server is asked."""
         backlog, self._backlog = self._backlog, None
         if backlog is not None and self._backlog_usable(backlog[1]):
-            taken = await self._take_from(group, *backlog)
+            candidates, listed_at = backlog
+            if self._contended():
+                candidates = self._spread(candidates)
+            taken = await self._take_from(group, candidates, listed_at, from_backlog=True)
             if taken:
                 return taken
         listed_at = time.monotonic()
@@ -593,17 +602,21 @@ class Agent:
 
     def _backlog_usable(self, listed_at: float) -> bool:
         """Whether jobs listed at ``listed_at`` may still be tried without a new list:
-        younger than a poll interval, and this agent is not losing acquires to others
-        (then it spreads its picks over a fresh list instead)."""
-        now = time.monotonic()
-        return now - listed_at < self.settings.poll.interval and now >= self._contended_until
+        younger than a poll interval."""
+        return time.monotonic() - listed_at < self.settings.poll.interval
 
     async def _take_from(
-        self, group: anyio.abc.TaskGroup, candidates: LazyJobs, listed_at: float
+        self,
+        group: anyio.abc.TaskGroup,
+        candidates: LazyJobs,
+        listed_at: float,
+        *,
+        from_backlog: bool = False,
     ) -> int:
         """Acquire fitting jobs of ``candidates`` for the free slots; keeps the rest as
-        the backlog when the slots run out first."""
-        client = self.context.client
+        the backlog when the slots run out first. A backlog in which another node won a
+        job is stale: dropped at once (the caller lists again) instead of walked through
+        with an acquire per job others took meanwhile."""
         taken = 0
         for job in candidates:
             free = [slot for slot in self.slots if slot.job is None]
@@ -632,26 +645,37 @@ class Agent:
             if placed is None:
                 continue  # fits later, when a running job ends
             slot, allocation = placed
-            try:
-                acquired = await client.acquire(job.pk, slot.node)
-            except JobTaken:
-                self._contended_until = time.monotonic() + CONTENTION_MEMORY
-                self.allocator.release(allocation)
-                logger.info("job taken by another node", job=job.pk)
+            acquired = await self._acquire(job.pk, slot, allocation)
+            if acquired == "taken" and from_backlog:
+                break
+            if not isinstance(acquired, Job):
                 continue
-            except NotFound:  # deleted since it was listed
-                self.allocator.release(allocation)
-                logger.info("job gone before it could be acquired", job=job.pk)
-                continue
-            except BaseException:
-                self.allocator.release(allocation)
-                raise
             slot.job = job.pk
             self._taken += 1
             taken += 1
             logger.info("job acquired", job=job.pk, node=slot.node)
             group.start_soon(self._run_job, acquired, slot, spec, allocation)
         return taken
+
+    async def _acquire(
+        self, pk: int, slot: Slot, allocation: Allocation
+    ) -> Job | Literal["taken", "gone"]:
+        """Acquire job ``pk`` for ``slot``: the job, or why not (``allocation`` is then
+        given back): another node won it (this agent is then contended), or it is gone."""
+        try:
+            return await self.context.client.acquire(pk, slot.node)
+        except JobTaken:
+            self._contended_until = time.monotonic() + CONTENTION_MEMORY
+            self.allocator.release(allocation)
+            logger.info("job taken by another node", job=pk)
+            return "taken"
+        except NotFound:  # deleted since it was listed
+            self.allocator.release(allocation)
+            logger.info("job gone before it could be acquired", job=pk)
+            return "gone"
+        except BaseException:
+            self.allocator.release(allocation)
+            raise
 
     def _place(self, need: Need, free: list[Slot]) -> tuple[Slot, Allocation] | None:
         """A free slot that takes the job, and what it gets there (a per-gpu slot: its

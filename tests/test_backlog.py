@@ -70,3 +70,40 @@ def test_a_backlog_starts_at_the_first_job_not_taken_and_is_bounded() -> None:
     assert [job.pk for job in listed.starting_at(3)] == [3, 4, 5, 6]
     assert [job.pk for job in listed.starting_at(3, 2)] == [3, 4]
     assert list(listed.starting_at(99)) == []
+
+
+@reference_only
+async def test_an_agent_losing_acquires_still_works_through_its_backlog(h: Harness) -> None:
+    """Another node "wins" the first job (a 406 on its acquire): the agent is contended
+    from then on, and still takes the jobs of its last list in turn (spread over them)
+    instead of listing every pending job again for each one; the lost job comes back in
+    a later list (here nobody really took it) and is run then."""
+    first, *rest = [await h.submit(one_core("true")) for _ in range(4)]
+    h.devserver.fail_next(rf"^/v1/jobs/{first}/acquire$", 406)
+    before = list_calls(h)
+    reports = await h.run_until_idle(h.settings(poll={"interval": 30.0}))
+    assert sorted(r.job for r in reports) == sorted([first, *rest])
+    assert reports[-1].job == first
+    assert {r.outcome.reason for r in reports} == {EndReason.SUCCEEDED}
+    # The first list, the one after the backlog ran out (finds the lost job), the last
+    # (finds nothing); each job ran once.
+    assert list_calls(h) - before == 3
+
+
+@reference_only
+async def test_a_backlog_job_another_node_won_means_a_new_list(h: Harness) -> None:
+    """A 406 on a job of the backlog: the backlog is stale (others have been taking its
+    jobs), so the agent lists again instead of trying the rest of it one acquire at a
+    time."""
+    jobs = [await h.submit(one_core("true")) for _ in range(3)]
+    h.devserver.fail_next(rf"^/v1/jobs/{jobs[1]}/acquire$", 406)
+    start = len(h.server.request_log())
+    reports = await h.run_until_idle(h.settings(poll={"interval": 30.0}))
+    assert sorted(r.job for r in reports) == sorted(jobs)
+    assert {r.outcome.reason for r in reports} == {EndReason.SUCCEEDED}
+    paths = [r.path for r in h.server.request_log()][start:]
+    lost = paths.index(f"/v1/jobs/{jobs[1]}/acquire")
+    third = paths.index(f"/v1/jobs/{jobs[2]}/acquire")
+    assert lost < third
+    assert "/v1/jobs/list" in paths[lost:third]  # listed again before trying the third
+    assert paths.count(f"/v1/jobs/{jobs[2]}/acquire") == 1
