@@ -111,7 +111,7 @@ def compile_agent() -> str:
     install`` does for an installed agent. A checkout installed with ``pip install -e``
     (``make test``) has no bytecode until Python writes it, and under
     ``PYTHONDONTWRITEBYTECODE`` it never does: every ``agent run`` would then compile
-    about 70 modules at start-up (about 0.3 s of CPU here), a cost no installed agent
+    about 70 modules at start-up (0.1 to 0.2 s of CPU here), a cost no installed agent
     pays. Returns what was done, for the report."""
     folders = []
     for package in ("agent", "executors"):
