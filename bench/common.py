@@ -445,6 +445,7 @@ class Measured:
         threading.Thread(target=self._wait, daemon=True).start()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
+        _STARTED.append(self)
 
     def _wait(self) -> None:
         os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOWAIT)
@@ -565,6 +566,20 @@ class Measured:
 
     def describe(self) -> str:
         return " ".join(self.process.args[2:5]) if isinstance(self.process.args, list) else "?"
+
+
+_STARTED: list[Measured] = []
+
+
+def kill_leftovers() -> list[str]:
+    """SIGKILL every measured process still running (a bench that failed half-way must
+    not leave an agent polling behind the next benches); what was killed."""
+    killed = [proc.describe() for proc in _STARTED if proc.running]
+    for proc in _STARTED:
+        if proc.running:
+            proc.kill()
+    _STARTED.clear()
+    return killed
 
 
 def agent(config: Path, *, idle_exit: bool = True, **kwargs: Any) -> Measured:

@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # `python bench/run.py`: import the package from 
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench import b_data, b_idle, b_jobs
-from bench.common import Outcome, compile_agent, machine, table
+from bench.common import Outcome, compile_agent, kill_leftovers, machine, table
 
 BENCHES: dict[str, Callable[[bool], Outcome]] = {
     "overhead": b_jobs.overhead,
@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             outcome = Outcome(name)
             outcome.row(f"failed: {type(exc).__name__}: {exc}"[:120], target="runs", passed=False)
+        finally:
+            for left in kill_leftovers():
+                print(f"    killed a process the bench left running: {left}", flush=True)
         outcome.seconds = time.perf_counter() - started
         outcomes.append(outcome)
         for note in outcome.notes:
