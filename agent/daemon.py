@@ -550,15 +550,13 @@ class Agent:
         agent is losing acquires to others (:func:`~agent.slots.spread`)."""
         if self.partitions is not None:
             await self.partitions.refresh()
-        candidates = await self._candidates()
-        return self._spread(candidates) if self._contended() else candidates
+        return self._spread_if_contended(await self._candidates())
 
-    def _contended(self) -> bool:
-        """Whether this agent lost an acquire to another node lately."""
-        return time.monotonic() < self._contended_until
-
-    @staticmethod
-    def _spread(candidates: LazyJobs) -> LazyJobs:
+    def _spread_if_contended(self, candidates: LazyJobs) -> LazyJobs:
+        """``candidates`` with the picks spread over their head while this agent has
+        lately lost an acquire to another node; as they are otherwise."""
+        if time.monotonic() >= self._contended_until:
+            return candidates
         offset = random.randrange(SPREAD_WINDOW)  # noqa: S311
         return candidates.reordered(lambda items: spread(items, offset))
 
@@ -587,10 +585,8 @@ class Agent:
         job again for each one); when none of them is taken, the server is asked."""
         backlog, self._backlog = self._backlog, None
         if backlog is not None and self._backlog_usable(backlog[1]):
-            candidates, listed_at = backlog
-            if self._contended():
-                candidates = self._spread(candidates)
-            taken = await self._take_from(group, candidates, listed_at, from_backlog=True)
+            candidates = self._spread_if_contended(backlog[0])
+            taken = await self._take_from(group, candidates, backlog[1], from_backlog=True)
             if taken:
                 return taken
         listed_at = time.monotonic()

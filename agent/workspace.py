@@ -108,20 +108,22 @@ class Workspace:
 
     def log_size(self) -> int:
         """Bytes of the job's log as kept (0 when there is none)."""
-        try:
-            info = self.log_path.lstat()
-        except OSError:
-            return 0
-        return info.st_size if stat.S_ISREG(info.st_mode) else 0
+        info = self._regular_log()
+        return 0 if info is None else info.st_size
 
     def log_is_empty(self) -> bool:
         """Whether the job's log is a regular file with nothing in it (a log that is not
         a regular file is not empty: the upload looks at it and refuses it)."""
+        info = self._regular_log()
+        return info is not None and info.st_size == 0
+
+    def _regular_log(self) -> os.stat_result | None:
+        """The log's ``lstat``, or None when it is missing or not a regular file."""
         try:
             info = self.log_path.lstat()
         except OSError:
-            return False
-        return stat.S_ISREG(info.st_mode) and info.st_size == 0
+            return None
+        return info if stat.S_ISREG(info.st_mode) else None
 
     def write_json(self, name: str, data: Any) -> None:
         """Write ``name`` into the private directory atomically (temp file, then rename)."""

@@ -574,12 +574,11 @@ _STARTED: list[Measured] = []
 def kill_leftovers() -> list[str]:
     """SIGKILL every measured process still running (a bench that failed half-way must
     not leave an agent polling behind the next benches); what was killed."""
-    killed = [proc.describe() for proc in _STARTED if proc.running]
-    for proc in _STARTED:
-        if proc.running:
-            proc.kill()
+    running = [proc for proc in _STARTED if proc.running]
+    for proc in running:
+        proc.kill()
     _STARTED.clear()
-    return killed
+    return [proc.describe() for proc in running]
 
 
 def agent(config: Path, *, idle_exit: bool = True, **kwargs: Any) -> Measured:
