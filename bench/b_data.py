@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -18,6 +19,7 @@ from bench.common import (
     MIB,
     PYTHON,
     REPO,
+    ROUNDS,
     Admin,
     Measured,
     Outcome,
@@ -28,6 +30,8 @@ from bench.common import (
     clean_env,
     devserver,
     fmt_ratio,
+    fmt_ratios,
+    median_round,
     shared_dir,
     wait_for,
 )
@@ -120,9 +124,17 @@ def _log_case(folder: Path, mode: str, mib: int) -> dict[str, Any]:
         server_cpu = server.cpu_seconds() - server_cpu0
         peak = proc.peak_rss
         wall = _read_stamp(t1) - _read_stamp(t0)
-        time.sleep(0.5)  # the agent takes in the pipe's last bytes
-        logs = list((folder / f"agent-{mode}" / "state").rglob("*.log"))
-        log_size = max((p.stat().st_size for p in logs), default=0)
+        # the agent takes in the pipe's last bytes (and may upload and remove a small log)
+        logged = [0]
+
+        def whole_log() -> bool:
+            for path in (folder / f"agent-{mode}" / "state").rglob("*.log"):
+                with contextlib.suppress(OSError):
+                    logged[0] = max(logged[0], path.stat().st_size)
+            return logged[0] >= size
+
+        wait_for(whole_log, 5, period=0.01)
+        log_size = logged[0]
         # What follows is the upload of the 1 GiB log, which the reference server cannot
         # hold: not measured, the agent is stopped here.
         proc.kill()
@@ -140,35 +152,56 @@ def _log_case(folder: Path, mode: str, mib: int) -> dict[str, Any]:
 
 
 def log(quick: bool) -> Outcome:
-    mib = 16 if quick else 1024
+    mib, rounds = (16, 1) if quick else (1024, ROUNDS)
     out = Outcome("log")
+    cases: dict[str, list[dict[str, Any]]] = {"lines": [], "raw": []}
     with bench_dir("log") as folder:
-        for mode, label in (("lines", "1 KiB lines"), ("raw", "no newline")):
-            case = _log_case(folder, mode, mib)
-            ratio = case["wall"] / case["floor"]
-            out.row(
-                f"{label}: {mib} MiB in {case['wall']:.2f} s ({mib / case['wall']:.0f} MiB/s)",
-                f"{case['floor']:.2f} s (sh > file)",
-                fmt_ratio(ratio),
-                "≤ 1.20\u00d7",
-                ratio <= 1.2,
-            )
-            out.row(
-                f"{label}: agent CPU {case['per_gib']:.2f} s per GiB",
-                target="≤ 0.30 s/GiB",
-                passed=case["per_gib"] <= 0.3,
-            )
-            out.row(
-                f"{label}: agent peak RSS {case['peak'] / MIB:.0f} MiB",
-                target="≤ 80 MiB",
-                passed=case["peak"] <= 80 * MIB,
-            )
+        for n in range(rounds):
+            for mode, runs in cases.items():
+                place = folder / f"round{n}"
+                place.mkdir(mode=0o711, exist_ok=True)
+                runs.append(_log_case(place, mode, mib))
+                shutil.rmtree(place / f"agent-{mode}", ignore_errors=True)  # its 1 GiB log
+
+    def ratio_of(case: dict[str, Any]) -> float:
+        return float(case["wall"] / case["floor"])
+
+    for mode, label in (("lines", "1 KiB lines"), ("raw", "no newline")):
+        runs = cases[mode]
+        case = median_round(runs, ratio_of)
+        ratio = ratio_of(case)
+        peak = max(run["peak"] for run in runs)
+        out.row(
+            f"{label}: {mib} MiB in {case['wall']:.2f} s ({mib / case['wall']:.0f} MiB/s)",
+            f"{case['floor']:.2f} s (sh > file)",
+            fmt_ratio(ratio),
+            "≤ 1.20\u00d7",
+            ratio <= 1.2,
+        )
+        out.row(
+            f"{label}: agent CPU {case['per_gib']:.2f} s per GiB",
+            target="≤ 0.30 s/GiB",
+            passed=case["per_gib"] <= 0.3,
+        )
+        out.row(
+            f"{label}: agent peak RSS {peak / MIB:.0f} MiB"
+            + (f" (highest of {rounds} rounds)" if rounds > 1 else ""),
+            target="≤ 80 MiB",
+            passed=peak <= 80 * MIB,
+        )
+        if rounds > 1:
+            cpu = ", ".join(f"{run['per_gib']:.2f}" for run in runs)
             out.note(
-                f"{label}: agent CPU {case['cpu']:.2f} s over {case['wall']:.2f} s "
-                f"({case['cpu'] / case['wall'] * 100:.0f}% of a core); log file "
-                f"{case['log_size'] / MIB:.0f} MiB of {case['size'] / MIB:.0f} MiB printed; "
-                f"server CPU {case['server_share'] * 100:.0f}% of a core meanwhile"
+                f"{label}, {rounds} rounds (floor then agent in each): ratios "
+                f"{fmt_ratios([ratio_of(run) for run in runs])}; agent CPU {cpu} s/GiB; the rows "
+                "(but peak RSS) and the line below are the median round's"
             )
+        out.note(
+            f"{label}: agent CPU {case['cpu']:.2f} s over {case['wall']:.2f} s "
+            f"({case['cpu'] / case['wall'] * 100:.0f}% of a core); log file "
+            f"{case['log_size'] / MIB:.0f} MiB of {case['size'] / MIB:.0f} MiB printed; "
+            f"server CPU {case['server_share'] * 100:.0f}% of a core meanwhile"
+        )
     out.note("after the job the agent's upload of its log is not measured: the agent is stopped")
     return out
 

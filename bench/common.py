@@ -17,12 +17,12 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import psutil
@@ -677,3 +677,22 @@ def wait_for(predicate: Any, timeout: float, period: float = 0.01) -> bool:
 
 def fmt_ratio(value: float) -> str:
     return f"{value:.2f}\u00d7"
+
+
+ROUNDS = 3
+"""Rounds of the benches whose figure moves most from run to run on a small VM (overhead,
+noisy): floor and agent measured in turn, the table shows the median round."""
+
+_R = TypeVar("_R")
+
+
+def median_round(rounds: Sequence[_R], ratio: Callable[[_R], float]) -> _R:
+    """The round whose ``ratio`` is the median (the lower of the middle two for an even
+    number of rounds)."""
+    ordered = sorted(rounds, key=ratio)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def fmt_ratios(values: Sequence[float]) -> str:
+    """Each round's ratio, in the order measured."""
+    return ", ".join(fmt_ratio(value) for value in values)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from pytest_httpserver import HTTPServer
 from structlog.testing import capture_logs
@@ -511,3 +512,78 @@ async def test_cookies_from_the_server_are_not_sent_back(httpserver: HTTPServer)
         await client.list_pending_jobs()
         await client.list_pending_jobs()
     assert [request.headers.get("Cookie") for request, _ in httpserver.log] == [None, None, None]
+
+
+async def test_calls_carry_the_clients_headers_and_the_servers_path(
+    httpserver: HTTPServer,
+) -> None:
+    """Exact requests, sent straight to the transport: the server's URL may have a path
+    of its own, and every call carries the client's default headers with its own."""
+    token = "a" * 20
+    httpserver.expect_request("/ufdl/v1/auth/obtain", method="POST").respond_with_json(
+        {"access": token, "refresh": "r" * 20}
+    )
+    httpserver.expect_request("/ufdl/v1/jobs/7/acquire", method="GET").respond_with_json(
+        {"pk": 7, "template": {"pk": 1, "name": "t", "version": 1}}
+    )
+    async with ServerClient(httpserver.url_for("/ufdl/"), "node", "pw", policies=FAST) as client:
+        job = await client.acquire(7, 3)
+    assert job.pk == 7
+    (login, _), (acquire, _) = httpserver.log
+    assert login.get_json() == {"username": "node", "password": "pw"}
+    assert login.headers["Content-Type"] == "application/json"
+    assert "Authorization" not in login.headers
+    assert acquire.headers["Authorization"] == f"Bearer {token}"
+    assert acquire.headers["Node-Id"] == "3"
+    for request in (login, acquire):
+        assert request.headers["Accept"] == "application/json"
+        assert request.headers["User-Agent"].startswith("python-httpx/")
+
+
+def _without_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+async def test_a_proxy_from_the_environment_carries_the_calls(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``HTTP_PROXY`` is honoured for the server's calls (here the proxy answers them
+    itself: nothing listens where the server's URL points)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    _without_proxies(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", httpserver.url_for("/"))
+    httpserver.expect_request("/v1/auth/obtain", method="POST").respond_with_json(
+        {"access": "a" * 20, "refresh": "r" * 20}
+    )
+    async with ServerClient(f"http://127.0.0.1:{port}", "node", "pw", policies=FAST) as client:
+        await client.obtain()
+    ((login, _),) = httpserver.log
+    assert login.headers["Host"] == f"127.0.0.1:{port}"
+
+
+async def test_no_proxy_sends_the_calls_straight_to_the_server(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _without_proxies(monkeypatch)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead}")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    httpserver.expect_request("/v1/auth/obtain", method="POST").respond_with_json(
+        {"access": "a" * 20, "refresh": "r" * 20}
+    )
+    async with ServerClient(httpserver.url_for("/").rstrip("/"), "n", "pw", policies=FAST) as c:
+        await c.obtain()
+    assert len(httpserver.log) == 1
+
+
+def test_the_installed_httpx_lets_calls_skip_the_client_layers() -> None:
+    """Server calls go straight to the transport ``httpx`` picks for their URL (its
+    proxy, if any); an ``httpx`` without that lookup would send them all through the
+    client, correct but slower, which this makes visible."""
+    assert callable(getattr(httpx.AsyncClient(), "_transport_for_url", None))
