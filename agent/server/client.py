@@ -127,6 +127,9 @@ class ServerClient:
             follow_redirects=False,
             cookies=_NoCookies(),
         )
+        self._transport_for: Callable[[httpx.URL], httpx.AsyncBaseTransport] | None = getattr(
+            self._http, "_transport_for_url", None
+        )
         if redactor is not None and password:
             redactor.add_secret(password)
 
@@ -194,12 +197,11 @@ class ServerClient:
         client's default headers and timeout, no cookies, no redirects, no auth flow,
         no event hooks. The client's own layers cost about a third of a call's CPU
         (the URL merge, the cookie extraction, the auth and redirect generators), and
-        a server call is most of an agent's work for a short job. Without that
-        transport lookup (another httpx) every request goes through the client.
+        a server call is most of an agent's work for a short job. Without that lookup
+        (an ``httpx`` that lacks it) every request goes through the client.
         """
         url = httpx.URL(self.url + path)
-        transport_for = getattr(self._http, "_transport_for_url", None)
-        if transport_for is None:
+        if self._transport_for is None:
             return await self._http.request(
                 method, url, json=json, content=content, headers=headers
             )
@@ -213,8 +215,7 @@ class ServerClient:
             headers=merged,
             extensions={"timeout": self._timeout},
         )
-        transport: httpx.AsyncBaseTransport = transport_for(url)
-        response = await transport.handle_async_request(request)
+        response = await self._transport_for(url).handle_async_request(request)
         response.request = request
         try:
             await response.aread()
