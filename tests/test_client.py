@@ -582,8 +582,9 @@ async def test_no_proxy_sends_the_calls_straight_to_the_server(
     assert len(httpserver.log) == 1
 
 
-def test_the_installed_httpx_lets_calls_skip_the_client_layers() -> None:
+async def test_the_installed_httpx_lets_calls_skip_the_client_layers() -> None:
     """Server calls go straight to the transport ``httpx`` picks for their URL (its
     proxy, if any); an ``httpx`` without that lookup would send them all through the
     client, correct but slower, which this makes visible."""
-    assert callable(getattr(httpx.AsyncClient(), "_transport_for_url", None))
+    async with httpx.AsyncClient() as client:
+        assert callable(getattr(client, "_transport_for_url", None))

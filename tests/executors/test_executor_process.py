@@ -65,6 +65,20 @@ def test_environ_has(environ: bytes, found: bool) -> None:
     assert environ_has(environ, marker_needle("abc")) is found
 
 
+def test_a_marker_behind_a_large_environment_is_found(marker: str) -> None:
+    """The marker after 200 KiB of other variables (``/proc/PID/environ`` is read in
+    several pieces)."""
+    env = {"BIG_A": "a" * 100_000, "BIG_B": "b" * 100_000, MARKER_ENV: marker}
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], env=env, start_new_session=True
+    )
+    try:
+        assert marked_pids(marker) == [child.pid]
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_scans_find_a_real_group_and_marker(marker: str) -> None:
     env = {**os.environ, MARKER_ENV: marker}
     child = subprocess.Popen(
