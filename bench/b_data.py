@@ -290,11 +290,10 @@ def _started_job_for_curl(
     return pk, headers
 
 
-def upload(quick: bool) -> Outcome:
-    mib = 64 if quick else 1024
-    size = mib * MIB
-    out = Outcome("upload")
-    with bench_dir("upload") as folder, devserver(folder / "server") as server:
+def _upload_case(folder: Path, mib: int) -> dict[str, Any]:
+    """One round: curl uploads the file, then the agent uploads the same size as a job's
+    output, each to the sink in front of a fresh reference server."""
+    with devserver(folder / "server") as server:
         shared = shared_dir(folder)
         generator = _generator(shared)
         sink = Sink(server.url)
@@ -358,20 +357,57 @@ def upload(quick: bool) -> Outcome:
     during = [rss for at, rss, _ in trace if ended <= at <= record["end"] + 0.05]
     cpu_during = [cpu for at, _, cpu in trace if ended <= at <= record["end"] + 0.05]
     baseline = before[-1] if before else 0
-    growth = max(during, default=baseline) - baseline
-    ratio = agent_time / curl_time
+    return {
+        "agent_time": agent_time,
+        "curl_time": curl_time,
+        "ratio": agent_time / curl_time,
+        "ok": record["bytes"] == mib * MIB and code == 0,
+        "growth": max(during, default=baseline) - baseline,
+        "sampled": bool(during),
+        "record": record,
+        "ended": ended,
+        "upload_cpu": cpu_during[-1] - cpu_during[0] if len(cpu_during) > 1 else 0.0,
+        "baseline": baseline,
+        "peak": max(during, default=0),
+        "code": code,
+        "curl_record": curl_record,
+        "curl_began": began,
+        "curl_peak": curl_proc.peak_rss,
+        "curl_code": curl_code,
+        "problems": problems,
+    }
+
+
+def upload(quick: bool) -> Outcome:
+    mib, rounds = (64, 1) if quick else (1024, ROUNDS)
+    out = Outcome("upload")
+    runs: list[dict[str, Any]] = []
+    with bench_dir("upload") as folder:
+        for n in range(rounds):
+            place = folder / f"round{n}"
+            place.mkdir(mode=0o711)
+            runs.append(_upload_case(place, mib))
+    case = median_round(runs, lambda run: float(run["ratio"]))
+    growth = max(run["growth"] for run in runs)
     out.row(
-        f"{mib} MiB output in {agent_time:.2f} s ({mib / agent_time:.0f} MiB/s)",
-        f"curl {curl_time:.2f} s",
-        fmt_ratio(ratio),
+        f"{mib} MiB output in {case['agent_time']:.2f} s ({mib / case['agent_time']:.0f} MiB/s)",
+        f"curl {case['curl_time']:.2f} s",
+        fmt_ratio(case["ratio"]),
         "≤ 1.30\u00d7",
-        ratio <= 1.3 and record["bytes"] == size and code == 0,
+        case["ratio"] <= 1.3 and all(run["ok"] for run in runs),
     )
     out.row(
-        f"agent RSS growth {growth / MIB:.1f} MiB during the upload",
+        f"agent RSS growth {growth / MIB:.1f} MiB during the upload"
+        + (f" (highest of {rounds} rounds)" if rounds > 1 else ""),
         target="≤ 30 MiB",
-        passed=growth <= 30 * MIB and bool(during),
+        passed=growth <= 30 * MIB and all(run["sampled"] for run in runs),
     )
+    if rounds > 1:
+        out.note(
+            f"{rounds} rounds (curl then agent in each): ratios "
+            f"{fmt_ratios([run['ratio'] for run in runs])}; the first row and the agent and "
+            "curl lines below are the median round's"
+        )
     out.note(CURL_NOTE)
     out.note(
         "server: the reference server behind bench/sink_proxy.py, which reads and discards "
@@ -379,20 +415,21 @@ def upload(quick: bool) -> Outcome:
         "1,000,000,000 bytes: it cannot hold 1 GiB); timed at the sink from the request line "
         "to the last byte"
     )
-    upload_cpu = cpu_during[-1] - cpu_during[0] if len(cpu_during) > 1 else 0.0
+    record, curl_record = case["record"], case["curl_record"]
     out.note(
-        f"agent: job exit → upload request {record['start'] - ended:.2f} s, request "
+        f"agent: job exit → upload request {record['start'] - case['ended']:.2f} s, request "
         f"{record['end'] - record['start']:.2f} s, {record['bytes'] / MIB:.0f} MiB received; "
-        f"agent CPU in that time {upload_cpu:.2f} s; "
-        f"RSS {baseline / MIB:.0f} MiB before, peak {max(during, default=0) / MIB:.0f} MiB; "
-        f"agent exit code {code}"
+        f"agent CPU in that time {case['upload_cpu']:.2f} s; "
+        f"RSS {case['baseline'] / MIB:.0f} MiB before, peak {case['peak'] / MIB:.0f} MiB; "
+        f"agent exit code {case['code']}"
     )
     out.note(
-        f"curl: start → request {curl_record['start'] - began:.2f} s, request "
+        f"curl: start → request {curl_record['start'] - case['curl_began']:.2f} s, request "
         f"{curl_record['end'] - curl_record['start']:.2f} s, "
         f"{curl_record['bytes'] / MIB:.0f} MiB received; curl peak RSS "
-        f"{curl_proc.peak_rss / MIB:.0f} MiB; exit code {curl_code}"
+        f"{case['curl_peak'] / MIB:.0f} MiB; exit code {case['curl_code']}"
     )
+    problems = sorted({problem for run in runs for problem in run["problems"]})
     if problems:
-        out.note(f"agent logged: {'; '.join(sorted(set(problems))[:5])}")
+        out.note(f"agent logged: {'; '.join(problems[:5])}")
     return out
