@@ -212,10 +212,9 @@ async def create_job_once(
 ) -> Job:
     """Create a job, trying again when the server fails or is busy (:func:`server_busy`;
     the real backend's SQLite answers "database is locked" while agents poll it) or does
-    not answer. Before each
-    new try the job is looked for by ``description``, which must be unique
-    (:func:`unique_description`): a job whose creation succeeded but whose answer was
-    lost is not created twice."""
+    not answer. Before each new try the job is looked for by ``description``, which must
+    be unique (:func:`unique_description`): a job whose creation succeeded but whose
+    answer was lost is not created twice."""
     delay = FIRST_WAIT
     for attempt in range(attempts):
         try:

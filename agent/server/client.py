@@ -118,10 +118,12 @@ class ServerClient:
         self._redactor = redactor
         self._auth = _Auth()
         self._templates: dict[tuple[int, int], Template] = {}
-        self._timeout = httpx.Timeout(timeout).as_dict()
+        timeouts = httpx.Timeout(timeout)
+        self._timeout = timeouts.as_dict()
+        """The request extension that carries ``timeouts`` to the transport."""
         self._http = httpx.AsyncClient(
             base_url=self.url,
-            timeout=httpx.Timeout(timeout),
+            timeout=timeouts,
             transport=transport,
             headers={"Accept": "application/json"},
             follow_redirects=False,
