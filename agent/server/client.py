@@ -39,6 +39,7 @@ from agent.server.errors import (
 )
 from agent.server.link import CallObserver, ServerLink, call_name
 from agent.server.models import Job, Node, OutputInfo, Template, Tokens
+from agent.server.transport import KeepAliveTransport
 from executors.safefiles import open_regular
 
 CHUNK_SIZE = 256 * 1024
@@ -129,9 +130,9 @@ class ServerClient:
             follow_redirects=False,
             cookies=_NoCookies(),
         )
-        self._transport_for: Callable[[httpx.URL], httpx.AsyncBaseTransport] | None = getattr(
-            self._http, "_transport_for_url", None
-        )
+        self._direct = _direct_transport(self._http, httpx.URL(self.url), given=transport)
+        """What the server's calls travel on without the client's own layers (None: the
+        client's ``request``)."""
         if redactor is not None and password:
             redactor.add_secret(password)
 
@@ -142,6 +143,8 @@ class ServerClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if isinstance(self._direct, KeepAliveTransport):
+            await self._direct.aclose()
         await self._http.aclose()
 
     @property
@@ -194,16 +197,15 @@ class ServerClient:
     ) -> httpx.Response:
         """One request to the server and its whole answer, read.
 
-        What ``AsyncClient.request`` does for our calls, done directly on the transport
-        the client chose for the URL (its proxy from the environment, or none): the
-        client's default headers and timeout, no cookies, no redirects, no auth flow,
-        no event hooks. The client's own layers cost about a third of a call's CPU
-        (the URL merge, the cookie extraction, the auth and redirect generators), and
-        a server call is most of an agent's work for a short job. Without that lookup
-        (an ``httpx`` that lacks it) every request goes through the client.
+        What ``AsyncClient.request`` does for our calls, done directly on a transport
+        (:func:`_direct_transport`): the client's default headers and timeout, no
+        cookies, no redirects, no auth flow, no event hooks. The client's own layers
+        cost about a third of a call's CPU (the URL merge, the cookie extraction, the
+        auth and redirect generators), and a server call is most of an agent's work for
+        a short job.
         """
         url = httpx.URL(self.url + path)
-        if self._transport_for is None:
+        if self._direct is None:
             return await self._http.request(
                 method, url, json=json, content=content, headers=headers
             )
@@ -217,7 +219,7 @@ class ServerClient:
             headers=merged,
             extensions={"timeout": self._timeout},
         )
-        response = await self._transport_for(url).handle_async_request(request)
+        response = await self._direct.handle_async_request(request)
         response.request = request
         try:
             await response.aread()
@@ -715,6 +717,27 @@ def _attempts(policy: RetryPolicy, *, retry_500: bool) -> Any:
         wait_max=policy.wait_max,
         wait_jitter=policy.wait_jitter,
     )
+
+
+def _direct_transport(
+    client: httpx.AsyncClient, url: httpx.URL, *, given: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncBaseTransport | None:
+    """The transport the server's calls to ``url`` go on, past the client's own layers.
+
+    The one the client itself picks for ``url`` (its proxy from ``HTTP_PROXY``,
+    ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``, read once: a proxy depends on the
+    scheme, host and port only), except that where it would go straight to the server
+    on its default transport, a :class:`KeepAliveTransport` does. A transport ``given``
+    to the client (tests) is used as it is. None with an ``httpx`` that lacks the
+    lookup (a private method): every call then goes through the client.
+    """
+    transport_for = getattr(client, "_transport_for_url", None)
+    if transport_for is None:
+        return None
+    chosen: httpx.AsyncBaseTransport = transport_for(url)
+    if given is None and chosen is getattr(client, "_transport", None):
+        return KeepAliveTransport()
+    return chosen
 
 
 class LazyJobs:
