@@ -21,6 +21,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -47,6 +48,8 @@ Origin = tuple[bytes, str, int]
 class _Connection:
     stream: anyio.abc.ByteStream
     protocol: h11.Connection
+    socket: Any
+    """The stream's socket (asyncio's wrapper of it), polled while the connection is idle."""
     idle_since: float = 0.0
 
 
@@ -99,7 +102,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         now = time.monotonic()
         while connections:
             connection = connections.pop()
-            if now - connection.idle_since < KEEPALIVE_EXPIRY and _quiet(connection.stream):
+            if now - connection.idle_since < KEEPALIVE_EXPIRY and _quiet(connection.socket):
                 return connection
             await _close(connection)
         return None
@@ -142,7 +145,8 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(
                 f"connecting to {host}:{port}: {exc}", request=request
             ) from exc
-        return _Connection(stream, h11.Connection(h11.CLIENT))
+        raw_socket = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)  # noqa: S610 (not Django)
+        return _Connection(stream, h11.Connection(h11.CLIENT), raw_socket)
 
 
 async def _exchange(
@@ -250,11 +254,10 @@ async def _send(
         raise httpx.WriteError(f"sending the request failed: {exc}", request=request) from exc
 
 
-def _quiet(stream: anyio.abc.ByteStream) -> bool:
-    """Whether an idle connection has nothing to read: a server that closed it (or sent
-    something unasked) makes it unusable. Reading is paused while a connection is
-    idle, so what the server sent is still in the socket, where a poll sees it."""
-    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)  # noqa: S610 (not Django)
+def _quiet(sock: Any) -> bool:
+    """Whether an idle connection's socket has nothing to read: a server that closed it
+    (or sent something unasked) makes it unusable. Reading is paused while a connection
+    is idle, so what the server sent is still in the socket, where a poll sees it."""
     fd = -1 if sock is None else sock.fileno()
     if fd < 0:
         return False
