@@ -84,7 +84,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         if protocol.our_state is h11.DONE and protocol.their_state is h11.DONE:
             protocol.start_next_cycle()
             await self._keep(origin, connection)
-        else:  # "Connection: close", or an answer before the whole request was sent
+        else:  # the server answered "Connection: close" (or spoke HTTP/1.0)
             await _close(connection)
         return response
 
@@ -141,7 +141,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectTimeout(
                 f"connecting to {host}:{port} timed out", request=request
             ) from exc
-        except (OSError, ssl.SSLError, anyio.BrokenResourceError) as exc:
+        except (OSError, anyio.BrokenResourceError) as exc:  # ssl.SSLError is an OSError
             raise httpx.ConnectError(
                 f"connecting to {host}:{port}: {exc}", request=request
             ) from exc
