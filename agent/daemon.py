@@ -38,6 +38,7 @@ from agent.host import host_ip, usable_cores, usable_memory_mb
 from agent.jobrun import AgentContext, JobReport, JobRun
 from agent.journal import JournalEntry
 from agent.outcome import EndReason, Outcome
+from agent.queuedrain import QueueDrain
 from agent.recovery import recover_node
 from agent.server import (
     BadRequest,
@@ -206,6 +207,9 @@ class Agent:
         self._backlog: tuple[LazyJobs, float] | None = None
         """The pending jobs a poll listed that no slot was free for, and when they were
         listed: taken in turn as slots free up, while younger than a poll interval."""
+        self._drain = QueueDrain()
+        """How fast other nodes take jobs off the queue's head (a contended backlog
+        starts past the jobs they have likely taken since it was listed)."""
         self._not_pending: str | None = None
         self.idle_polls = 0
         self.registered = False
@@ -585,7 +589,7 @@ class Agent:
         job again for each one); when none of them is taken, the server is asked."""
         backlog, self._backlog = self._backlog, None
         if backlog is not None and self._backlog_usable(backlog[1]):
-            candidates = self._spread_if_contended(backlog[0])
+            candidates = self._spread_if_contended(self._past_likely_gone(*backlog))
             taken = await self._take_from(group, candidates, backlog[1], from_backlog=True)
             if taken:
                 return taken
@@ -593,8 +597,17 @@ class Agent:
         candidates = await self._ordered_candidates()
         self.context.metrics.polled()
         pending = candidates.pks
+        self._drain.listed(listed_at, candidates.pks_in_order(), pending, self._taken)
         self._skipped = {pk: why for pk, why in self._skipped.items() if pk in pending}
         return await self._take_from(group, candidates, listed_at)
+
+    def _past_likely_gone(self, backlog: LazyJobs, listed_at: float) -> LazyJobs:
+        """The backlog without the jobs at its head that other nodes have likely taken
+        since it was listed (:class:`~agent.queuedrain.QueueDrain`), while this agent is
+        losing acquires to them; all of it otherwise."""
+        if time.monotonic() >= self._contended_until:
+            return backlog
+        return backlog.after(self._drain.likely_gone(time.monotonic() - listed_at))
 
     def _backlog_usable(self, listed_at: float) -> bool:
         """Whether jobs listed at ``listed_at`` may still be tried without a new list:

@@ -762,6 +762,16 @@ class LazyJobs:
         """The pk of every item that has one (validated or not)."""
         return {pk for pk in map(_item_pk, self._items) if pk is not None}
 
+    def pks_in_order(self) -> Iterator[int]:
+        """The pks of the items that have one, in the list's order."""
+        for pk in map(_item_pk, self._items):
+            if pk is not None:
+                yield pk
+
+    def after(self, count: int) -> LazyJobs:
+        """The jobs past the first ``count`` items."""
+        return LazyJobs(self._items[count:])
+
     def reordered(self, order: Callable[[list[Any]], list[Any]]) -> LazyJobs:
         """The same jobs in the order ``order`` gives their items."""
         return LazyJobs(order(self._items))
