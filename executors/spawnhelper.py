@@ -219,8 +219,13 @@ class Helper:
 
 def serve(sock: socket.socket) -> None:
     """Serve the agent on ``sock`` until it goes away."""
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
-        signal.signal(signum, _nothing)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        # One ignored by whoever started the agent (``nohup``, a shell's ``&``) stays so:
+        # the jobs inherit that, as those the agent starts itself do; one caught would
+        # be reset to the default in them.
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, _nothing)
+    signal.signal(signal.SIGCHLD, _nothing)
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_read, False)
     os.set_blocking(wake_write, False)

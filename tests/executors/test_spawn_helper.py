@@ -122,6 +122,53 @@ async def test_the_job_gets_no_descriptor_and_no_signal_disposition_of_the_helpe
     assert (blocked, caught) == (f"SigBlk:\t{'0' * 16}", f"SigCgt:\t{'0' * 16}")
 
 
+SIG_IGN_LINE = "SigIgn:"
+
+
+def ignored_signals(status: str) -> set[int]:
+    """The signals a ``/proc/PID/status`` text says are ignored."""
+    mask = int(next(line for line in status.splitlines() if line.startswith(SIG_IGN_LINE))[7:], 16)
+    return {signum for signum in range(1, 65) if mask & (1 << (signum - 1))}
+
+
+@as_root
+def test_signals_ignored_where_the_agent_was_started_stay_ignored_in_its_jobs(
+    tmp_path: Path,
+) -> None:
+    """An agent started under ``nohup`` (SIGHUP ignored) or by a shell's ``&`` (SIGINT
+    ignored): a job through the helper inherits that as one the agent starts itself
+    does (the helper catches those signals for itself only when they were not)."""
+    wanted = (signal.SIGHUP, signal.SIGINT)
+    before = {signum: signal.signal(signum, signal.SIG_IGN) for signum in wanted}
+    try:
+        helper = SpawnHelper.start()
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    out = tmp_path / "status"
+    try:
+        with out.open("wb") as output:
+            os.chmod(out, 0o666)
+            spawned = helper.spawn(
+                ["/bin/cat", "/proc/self/status"],
+                {},
+                Path("/"),
+                SOMEONE,
+                frozenset(),
+                output.fileno(),
+            )
+        with spawned.report:
+            spawned.report.settimeout(30)
+            assert spawned.report.recv(1 << 16)  # the end, once the job has ended
+        helper_ignores = ignored_signals(Path(f"/proc/{helper.process.pid}/status").read_text())
+    finally:
+        helper.close()
+        helper.process.wait(30)
+    assert set(wanted) <= ignored_signals(out.read_text())
+    assert set(wanted) <= helper_ignores
+    assert signal.SIGTERM not in ignored_signals(out.read_text())  # caught, so default
+
+
 @as_root
 def test_the_helper_holds_nothing_of_the_agent() -> None:
     helper = the_helper()
