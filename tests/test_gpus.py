@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import pynvml
 import pytest
 
 from agent.config import GpuDeclaration, load_config
@@ -208,6 +209,10 @@ def test_declared_gpus_from_the_config() -> None:
 def test_nvml_without_a_driver_finds_no_gpu_cleanly() -> None:
     found = from_nvml()  # the real nvidia-ml-py; this host has no NVIDIA driver
     assert found.gpus == () and found.how.startswith("none: NVML unavailable")
+    # In the words nvidia-ml-py itself has for it, without importing it.
+    with pytest.raises(pynvml.NVMLError) as raised:
+        pynvml.nvmlInit()
+    assert found.how == f"none: NVML unavailable ({raised.value})"
 
     def not_installed() -> Any:
         raise ImportError("No module named 'pynvml'")
