@@ -458,3 +458,60 @@ async def test_the_server_client_keeps_its_connection(serve: Callable[..., RawSe
     assert all(
         (b"authorization", b"Bearer token") in seen.request.headers for seen in server.seen[1:]
     )
+
+
+def without_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+async def test_httpx_own_transport_is_made_on_first_use(
+    serve: Callable[..., RawServer],
+) -> None:
+    """The deferred transport builds ``httpx``'s transport (and its SSL context) only
+    when a request needs it, then carries that and later requests."""
+    server = serve(echo)
+    deferred = transport_module.DeferredTransport()
+    async with httpx.AsyncClient(transport=deferred) as client:
+        assert deferred._transport is None
+        assert (await client.post(server.url, content=b"abc")).text == "1 3"
+        made = deferred._transport
+        assert isinstance(made, httpx.AsyncHTTPTransport)
+        assert (await client.get(server.url)).text == "2 0"
+        assert deferred._transport is made
+    await transport_module.DeferredTransport().aclose()  # never used: nothing to close
+
+
+async def test_server_calls_never_make_the_clients_own_transport(
+    serve: Callable[..., RawServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a proxy in the environment the server's calls all go on the kept-alive
+    transport: the client's own (for downloads) is never built, nor its SSL context."""
+    without_proxies(monkeypatch)
+
+    def logins(seen: Seen, sock: socket.socket) -> bool:
+        sock.sendall(reply(b'{"access": "token", "refresh": "again"}'))
+        return True
+
+    server = serve(logins)
+    async with ServerClient(server.url, "node", "secret") as client:
+        await client.obtain()
+        own = client._http._transport
+        assert isinstance(own, transport_module.DeferredTransport)
+        assert own._transport is None
+    assert server.connections == 1
+
+
+async def test_with_a_proxy_in_the_environment_the_client_makes_its_transports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A transport handed to ``httpx`` turns its environment proxies off: with one set,
+    the client is left to make its own, the proxy's included."""
+    without_proxies(monkeypatch)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    async with ServerClient("http://127.0.0.1:9", "node", "secret") as client:
+        assert isinstance(client._http._transport, httpx.AsyncHTTPTransport)
+        assert client._http._transport_for_url(httpx.URL("https://example.org/")) is not (
+            client._http._transport
+        )

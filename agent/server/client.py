@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from http.cookiejar import CookieJar
@@ -39,7 +40,7 @@ from agent.server.errors import (
 )
 from agent.server.link import CallObserver, ServerLink, call_name
 from agent.server.models import Job, Node, OutputInfo, Template, Tokens
-from agent.server.transport import KeepAliveTransport
+from agent.server.transport import DeferredTransport, KeepAliveTransport
 from executors.safefiles import open_regular
 
 CHUNK_SIZE = 256 * 1024
@@ -125,7 +126,7 @@ class ServerClient:
         self._http = httpx.AsyncClient(
             base_url=self.url,
             timeout=timeouts,
-            transport=transport,
+            transport=transport if transport is not None else _default_transport(),
             headers={"Accept": "application/json"},
             follow_redirects=False,
             cookies=_NoCookies(),
@@ -717,6 +718,17 @@ def _attempts(policy: RetryPolicy, *, retry_500: bool) -> Any:
         wait_max=policy.wait_max,
         wait_jitter=policy.wait_jitter,
     )
+
+
+def _default_transport() -> httpx.AsyncBaseTransport | None:
+    """The client's own transport: ``httpx``'s, made on first use
+    (:class:`~agent.server.transport.DeferredTransport`), unless a proxy is set in the
+    environment (None: the client then makes its transports, the proxies' included; one
+    handed to it would turn the environment's proxies off)."""
+    proxies = urllib.request.getproxies()  # what httpx reads the environment with
+    if any(proxies.get(scheme) for scheme in ("http", "https", "all")):
+        return None
+    return DeferredTransport()
 
 
 def _direct_transport(

@@ -269,3 +269,25 @@ def _quiet(sock: Any) -> bool:
 async def _close(connection: _Connection) -> None:
     with anyio.CancelScope(shield=True):
         await connection.stream.aclose()
+
+
+class DeferredTransport(httpx.AsyncBaseTransport):
+    """``httpx``'s own transport (:class:`httpx.AsyncHTTPTransport`, with its defaults),
+    made when the first request needs it.
+
+    Making it builds an SSL context and reads the whole certificate bundle (some 40 ms
+    of CPU), which an agent whose server calls all go on a :class:`KeepAliveTransport`
+    over plain ``http`` never needs; only a download from a URL does.
+    """
+
+    def __init__(self) -> None:
+        self._transport: httpx.AsyncHTTPTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._transport is None:
+            self._transport = httpx.AsyncHTTPTransport()
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            await self._transport.aclose()
