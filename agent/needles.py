@@ -161,20 +161,12 @@ class Screen:
         return any(needle in folded for needle in self._folded)
 
     def _ascii_may_hold(self, data: bytes) -> bool:
-        found: dict[bytes, bool] = {}  # whether a key byte is in data: each sought once
-
-        def holds(key: bytes) -> bool:
-            there = found.get(key)
-            if there is None:
-                there = found[key] = key in data
-            return there
-
         for needle, keys in self._exact_ascii:
-            if any(map(holds, keys)) and needle in data:
+            if any(key in data for key in keys) and needle in data:
                 return True
         lowered: bytes | None = None
         for needle, keys in self._folded_ascii:
-            if not any(map(holds, keys)):
+            if not any(key in data for key in keys):
                 continue  # its rarest letter is nowhere, in either case
             if lowered is None:
                 lowered = data.lower()
