@@ -52,10 +52,17 @@ class Batch:
     calls: int
     breakdown: str
     problems: list[str]
+    machine_cpu: float = 0.0
+    """CPU seconds the whole machine spent over the batch (every process, ours or not)."""
 
     @property
     def rate(self) -> float:
         return self.jobs / self.wall
+
+    @property
+    def machine_busy(self) -> float:
+        """How many of the machine's cores were busy on average over the batch."""
+        return self.machine_cpu / self.wall
 
     @property
     def server_share(self) -> float:
@@ -63,29 +70,50 @@ class Batch:
 
 
 def run_batch(
-    server: Server, folder: Path, jobs: int, *, floor: bool, slots: int = 1, ip: str = "127.0.0.4"
+    server: Server,
+    folder: Path,
+    jobs: int,
+    *,
+    floor: bool,
+    slots: int = 1,
+    ip: str = "127.0.0.4",
+    agents: int = 1,
 ) -> Batch:
-    """Create ``jobs`` `true` jobs, then run them all with one process (start-up included)."""
+    """Create ``jobs`` `true` jobs, then run them all with one process (start-up
+    included); or, with ``agents``, with that many agents started together on one queue
+    (wall from the first start to the last exit, CPU summed)."""
     admin = Admin(server)
     pks = [admin.create_job("true") for _ in range(jobs)]
     admin.close()
     server.requests()
     server_cpu = server.cpu_seconds()
+    machine_cpu = _machine_cpu()
     problems: list[str] = []
     if floor:
         proc = Measured([PYTHON, "-m", "bench.floor_client", server.url, *server.node, ip])
-        code = proc.wait(600)
+        procs = [proc]
+        codes = [proc.wait(600)]
         who = "floor script"
-        if code != 0:
-            problems.append(f"floor script exited {code}")
+        if codes[0] != 0:
+            problems.append(f"floor script exited {codes[0]}")
     else:
-        config = agent_config(folder, server.url, *server.node, ip=ip, slots=slots)
-        proc = agent(config)
-        code = proc.wait(600)
-        who = f"agent, {slots} slot(s)"
-        problems = agent_problems(config)
-        if code != 0:
-            problems.append(f"agent exited {code}")
+        base = [int(part) for part in ip.split(".")]
+        configs = [
+            agent_config(
+                folder / f"agent{n}" if agents > 1 else folder,
+                server.url,
+                *server.node,
+                ip=".".join(map(str, [*base[:3], base[3] + n])),
+                slots=slots,
+            )
+            for n in range(agents)
+        ]
+        procs = [agent(config) for config in configs]
+        codes = [proc.wait(600) for proc in procs]
+        who = f"agent, {slots} slot(s)" if agents == 1 else f"{agents} agents of {slots} slot(s)"
+        problems = [p for config in configs for p in agent_problems(config)]
+        problems += [f"agent exited {code}" for code in codes if code != 0]
+    machine_cpu = _machine_cpu() - machine_cpu
     server_cpu = server.cpu_seconds() - server_cpu
     seen = server.requests()
     finished = job_calls(seen, "finish")
@@ -93,14 +121,22 @@ def run_batch(
         who=who,
         jobs=jobs,
         finished=sum(1 for pk in pks if finished[pk]),
-        wall=proc.wall,
-        cpu=proc.cpu(),
-        helper_cpu=proc.helper_cpu(),
+        wall=max(p.ended or 0.0 for p in procs) - min(p.started for p in procs),
+        cpu=sum(p.cpu() for p in procs),
+        helper_cpu=sum(p.helper_cpu() for p in procs),
         server_cpu=server_cpu,
         calls=len(seen),
         breakdown=per_job_calls(seen, jobs),
         problems=problems,
+        machine_cpu=machine_cpu,
     )
+
+
+def _machine_cpu() -> float:
+    """CPU seconds the whole machine has spent running anything (all cores: user, nice,
+    system, interrupts; not idle, I/O wait or time the hypervisor stole)."""
+    times = psutil.cpu_times()
+    return float(times.user + times.nice + times.system + times.irq + times.softirq)
 
 
 def spawn_helper_share(batch: Batch) -> str:
@@ -221,6 +257,8 @@ def throughput(quick: bool) -> Outcome:
             out.note("1-slot figure: the overhead bench's agent run")
         with devserver(folder / "two") as server:
             two = run_batch(server, folder / "two", jobs, floor=False, slots=2)
+        with devserver(folder / "apart") as server:
+            apart = run_batch(server, folder / "apart", jobs, floor=False, agents=2)
     ratio = two.rate / one.rate
     out.row(
         f"{two.rate:.1f} jobs/s (2 slots)",
@@ -230,7 +268,22 @@ def throughput(quick: bool) -> Outcome:
         ratio >= 1.7 and two.finished == jobs,
     )
     out.row(f"server CPU {two.server_share * 100:.0f}% of a core (2 slots)")
+    out.row(
+        f"{apart.rate:.1f} jobs/s (2 agents of 1 slot on one queue)",
+        f"{one.rate:.1f} jobs/s (1 slot)",
+        fmt_ratio(apart.rate / one.rate),
+        "report",
+    )
     out.note(describe(two))
+    out.note(
+        f"{describe(apart)}. For reference: what running each slot in a process of its "
+        "own would reach on this machine"
+    )
+    out.note(
+        f"machine busy (all processes, of {psutil.cpu_count()} cores): {one.machine_busy:.2f}"
+        f" cores over the 1-slot run, {two.machine_busy:.2f} over the 2-slot run,"
+        f" {apart.machine_busy:.2f} over the 2-agent run"
+    )
     return out
 
 
