@@ -47,7 +47,8 @@ def test_holding_counts_for_the_block_even_when_it_fails() -> None:
     [
         (0.004, False, 0.0),  # alone: never a pause
         (0.004, True, 0.004 * (1 - READER_DUTY) / READER_DUTY),
-        (MIN_PAUSE / 10, True, 0.0),  # too short to be worth a sleep
+        # a block whose pause would be half the shortest worth a sleep: none
+        (MIN_PAUSE / 2 * READER_DUTY / (1 - READER_DUTY), True, 0.0),
     ],
 )
 def test_reader_pause(busy: float, crowded: bool, expected: float) -> None:
