@@ -559,7 +559,7 @@ class Agent:
     def _spread_if_contended(self, candidates: LazyJobs) -> LazyJobs:
         """``candidates`` with the picks spread over their head while this agent has
         lately lost an acquire to another node; as they are otherwise."""
-        if time.monotonic() >= self._contended_until:
+        if not self._contended():
             return candidates
         offset = random.randrange(SPREAD_WINDOW)  # noqa: S311
         return candidates.reordered(lambda items: spread(items, offset))
@@ -601,11 +601,15 @@ class Agent:
         self._skipped = {pk: why for pk, why in self._skipped.items() if pk in pending}
         return await self._take_from(group, candidates, listed_at)
 
+    def _contended(self) -> bool:
+        """Whether this agent has lost an acquire to another node lately."""
+        return time.monotonic() < self._contended_until
+
     def _past_likely_gone(self, backlog: LazyJobs, listed_at: float) -> LazyJobs:
         """The backlog without the jobs at its head that other nodes have likely taken
         since it was listed (:class:`~agent.queuedrain.QueueDrain`), while this agent is
         losing acquires to them; all of it otherwise."""
-        if time.monotonic() >= self._contended_until:
+        if not self._contended():
             return backlog
         return backlog.after(self._drain.likely_gone(time.monotonic() - listed_at))
 

@@ -19,6 +19,7 @@ Pure bookkeeping: the caller passes the clock and what it listed and took.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from itertools import islice
 
 #: Shortest time between the two lists a rate is measured over: lists closer than this
 #: (a slot freeing right after a poll) count too few jobs to say anything.
@@ -49,12 +50,7 @@ class QueueDrain:
                 return  # keep measuring from the older list
             gone = sum(1 for pk in self._head if pk not in pending)
             self.rate = max(0, gone - (taken - self._taken)) / span
-        head: list[int] = []
-        for pk in pks:
-            if len(head) == HEAD:
-                break
-            head.append(pk)
-        self._head, self._at, self._taken = frozenset(head), at, taken
+        self._head, self._at, self._taken = frozenset(islice(pks, HEAD)), at, taken
 
     def likely_gone(self, age: float) -> int:
         """How many jobs off the head of a list ``age`` seconds old others have likely
