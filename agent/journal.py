@@ -19,6 +19,8 @@ import structlog
 
 logger = structlog.get_logger("agent.journal")
 
+_WRITE_NEW = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
 
 @dataclass(frozen=True)
 class JournalEntry:
@@ -43,13 +45,24 @@ class Journal:
         return self.directory / f"node-{node}.json"
 
     def record(self, entry: JournalEntry) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Write the node's entry: a temp file, fsync'd, renamed over the old one. The
+        directory is made when it is missing (the first entry, or one an operator
+        removed)."""
         target = self._path(entry.node)
         temp = target.with_name(f".{target.name}.tmp")
-        with temp.open("w", encoding="utf-8") as handle:
-            json.dump(asdict(entry), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        data = json.dumps(asdict(entry)).encode()
+        try:
+            fd = os.open(temp, _WRITE_NEW, 0o666)
+        except FileNotFoundError:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(temp, _WRITE_NEW, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(temp, target)
 
     def read(self, node: int) -> JournalEntry | None:

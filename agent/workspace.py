@@ -81,15 +81,17 @@ class Workspace:
         """Make both directories (``private_dir`` must exist, see
         :func:`agent.statedir.prepare`); a failure here is the node's problem."""
         workspace = cls(work_dir / name, private_dir / name, owner)
-        try:
-            workspace.root.mkdir(mode=0o700)
-            workspace.run_dir.mkdir(mode=0o755)
-            workspace.progress_file.touch(mode=0o644)
-            workspace.private.mkdir(mode=0o700)
-            workspace.packed_dir.mkdir(mode=0o700)
-            fd = os.open(workspace.log_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            os.close(fd)
-            workspace.hand_over()
+        made = (workspace.root, workspace.run_dir, workspace.progress_file)
+        try:  # bare os calls: this runs for every job, a short job's cost is in them
+            os.mkdir(workspace.root, 0o700)
+            os.mkdir(workspace.run_dir, 0o755)
+            _new_file(workspace.progress_file, 0o644)
+            os.mkdir(workspace.private, 0o700)
+            os.mkdir(workspace.packed_dir, 0o700)
+            _new_file(workspace.log_path, 0o600)
+            if owner is not None and not owner.is_current():  # what hand_over would find
+                for path in made:
+                    os.lchown(path, owner.uid, owner.gid)
         except OSError as exc:
             raise NodeError(
                 f"cannot create job directory {workspace.root}: {exc.strerror}"
@@ -135,3 +137,8 @@ class Workspace:
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
         shutil.rmtree(self.private, ignore_errors=True)
+
+
+def _new_file(path: Path, mode: int) -> None:
+    """Create the empty file ``path`` (``mode``, less the umask); it must not exist."""
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, mode))
