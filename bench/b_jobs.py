@@ -80,8 +80,8 @@ def run_batch(
     agents: int = 1,
 ) -> Batch:
     """Create ``jobs`` `true` jobs, then run them all with one process (start-up
-    included); or, with ``agents``, with that many agents started together on one queue
-    (wall from the first start to the last exit, CPU summed)."""
+    included); or, with ``agents``, with that many agents (or floor scripts) started
+    together on one queue (wall from the first start to the last exit, CPU summed)."""
     admin = Admin(server)
     pks = [admin.create_job("true") for _ in range(jobs)]
     admin.close()
@@ -89,21 +89,23 @@ def run_batch(
     server_cpu = server.cpu_seconds()
     machine_cpu = _machine_cpu()
     problems: list[str] = []
+    base = [int(part) for part in ip.split(".")]
+    ips = [".".join(map(str, [*base[:3], base[3] + n])) for n in range(agents)]
     if floor:
-        proc = Measured([PYTHON, "-m", "bench.floor_client", server.url, *server.node, ip])
-        procs = [proc]
-        codes = [proc.wait(600)]
-        who = "floor script"
-        if codes[0] != 0:
-            problems.append(f"floor script exited {codes[0]}")
+        procs = [
+            Measured([PYTHON, "-m", "bench.floor_client", server.url, *server.node, ips[n], str(n)])
+            for n in range(agents)
+        ]
+        codes = [proc.wait(600) for proc in procs]
+        who = "floor script" if agents == 1 else f"{agents} floor scripts"
+        problems += [f"floor script exited {code}" for code in codes if code != 0]
     else:
-        base = [int(part) for part in ip.split(".")]
         configs = [
             agent_config(
                 folder / f"agent{n}" if agents > 1 else folder,
                 server.url,
                 *server.node,
-                ip=".".join(map(str, [*base[:3], base[3] + n])),
+                ip=ips[n],
                 slots=slots,
             )
             for n in range(agents)
@@ -162,6 +164,8 @@ def describe(batch: Batch) -> str:
 
 _ONE_SLOT: dict[int, Batch] = {}
 """The 1-slot agent batch of this run, by job count (throughput reuses overhead's)."""
+_FLOOR: dict[int, Batch] = {}
+"""The floor script's batch of the same round, by job count."""
 
 
 def overhead(quick: bool) -> Outcome:
@@ -181,6 +185,7 @@ def overhead(quick: bool) -> Outcome:
 
     floor, one = median_round(pairs, ratio_of)
     _ONE_SLOT[jobs] = one
+    _FLOOR[jobs] = floor
     ratio = ratio_of((floor, one))
     all_finished = all(agent_run.finished == jobs for _, agent_run in pairs)
     out.row(
@@ -248,17 +253,21 @@ def throughput(quick: bool) -> Outcome:
     jobs = 30 if quick else 300
     out = Outcome("throughput")
     with bench_dir("throughput") as folder:
-        one = _ONE_SLOT.get(jobs)
-        if one is None:
+        one, floor = _ONE_SLOT.get(jobs), _FLOOR.get(jobs)
+        if one is None or floor is None:
+            with devserver(folder / "floor") as server:
+                floor = run_batch(server, folder / "floor", jobs, floor=True)
             with devserver(folder / "one") as server:
                 one = run_batch(server, folder / "one", jobs, floor=False)
             out.note(describe(one))
         else:
-            out.note("1-slot figure: the overhead bench's agent run")
+            out.note("1-slot and floor figures: the overhead bench's median round")
         with devserver(folder / "two") as server:
             two = run_batch(server, folder / "two", jobs, floor=False, slots=2)
         with devserver(folder / "apart") as server:
             apart = run_batch(server, folder / "apart", jobs, floor=False, agents=2)
+        with devserver(folder / "floors") as server:
+            floors = run_batch(server, folder / "floors", jobs, floor=True, agents=2)
     ratio = two.rate / one.rate
     out.row(
         f"{two.rate:.1f} jobs/s (2 slots)",
@@ -274,6 +283,12 @@ def throughput(quick: bool) -> Outcome:
         fmt_ratio(apart.rate / one.rate),
         "report",
     )
+    out.row(
+        f"{floors.rate:.1f} jobs/s (2 floor scripts on one queue)",
+        f"{floor.rate:.1f} jobs/s (1 floor script)",
+        fmt_ratio(floors.rate / floor.rate),
+        "report",
+    )
     out.note(describe(two))
     out.note(
         f"{describe(apart)}. For reference: what running each slot in a process of its "
@@ -283,6 +298,11 @@ def throughput(quick: bool) -> Outcome:
         f"machine busy (all processes, of {psutil.cpu_count()} cores): {one.machine_busy:.2f}"
         f" cores over the 1-slot run, {two.machine_busy:.2f} over the 2-slot run,"
         f" {apart.machine_busy:.2f} over the 2-agent run"
+    )
+    out.note(
+        f"{describe(floors)}. For reference: what two of the overhead bench's minimal"
+        " sequential scripts reach side by side on this machine (the floor of a 2-way"
+        f" gain); machine busy {floors.machine_busy:.2f} cores over it"
     )
     return out
 

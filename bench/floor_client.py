@@ -5,7 +5,11 @@ list the pending jobs, acquire the oldest, start it, post one progress, run it w
 ``subprocess.run``, upload its log, finish it; until the list is empty. Nothing else:
 no retries, no journal, no sandbox. Prints the number of jobs run.
 
-    python -m bench.floor_client URL USER PASSWORD NODE_IP
+    python -m bench.floor_client URL USER PASSWORD NODE_IP [INDEX]
+
+Several may share one queue (the throughput bench's reference): the one of ``INDEX``
+(default 0) takes the list's job of that position (or its last), and another job when
+a script of another index acquired it first.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ PENDING = {
 }
 
 
-def main(url: str, user: str, password: str, ip: str) -> int:
+def main(url: str, user: str, password: str, ip: str, index: str = "0") -> int:
     done = 0
     with httpx.Client(base_url=url, timeout=60) as http:
         login = http.post("/v1/auth/obtain", json={"username": user, "password": password})
@@ -54,8 +58,11 @@ def main(url: str, user: str, password: str, ip: str) -> int:
             jobs = listed.json()
             if not jobs:
                 break
-            pk = jobs[0]["pk"]
-            http.get(f"/v1/jobs/{pk}/acquire", headers=node).raise_for_status()
+            pk = jobs[min(int(index), len(jobs) - 1)]["pk"]
+            acquired = http.get(f"/v1/jobs/{pk}/acquire", headers=node)
+            if acquired.status_code == 406:  # another script took it first
+                continue
+            acquired.raise_for_status()
             http.post(
                 f"/v1/jobs/{pk}/start", json={"send_notification": ""}, headers=node
             ).raise_for_status()
@@ -84,4 +91,4 @@ def main(url: str, user: str, password: str, ip: str) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(*sys.argv[1:5]))
+    raise SystemExit(main(*sys.argv[1:6]))

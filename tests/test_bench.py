@@ -71,6 +71,7 @@ def test_one_bench_runs_alone() -> None:
     assert not [row for row in rows if re.match(r"(failed|not run):", row[1])]
     figures = " ".join(row[1] for row in rows)
     assert "2 slots" in figures and "2 agents of 1 slot" in figures
+    assert "2 floor scripts on one queue" in figures
 
 
 def test_an_unknown_bench_is_refused_with_the_known_ones() -> None:
