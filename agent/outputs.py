@@ -88,6 +88,7 @@ def collect_output(spec: OutputSpec, run_dir: Path, packed_dir: Path) -> Collect
                 return CollectedOutput(spec, None, f"refused: {named!r} {exc.reason}")
             return CollectedOutput(spec, single, within=run_dir)
     archive = packed_dir / f"{spec.name}.{spec.type}.tar.gz"
+    packed_dir.mkdir(mode=0o700, exist_ok=True)  # the agent's: the job cannot reach it
     with (
         os.fdopen(_create_new(archive), "wb") as raw,
         tarfile.open(fileobj=raw, mode="w:gz") as tar,

@@ -9,7 +9,7 @@
     job-<pk>-<marker>/          0700
         job.log                 stdout+stderr of pre-process, command and post-process
         spec.json               the resolved run spec, for whoever debugs the job later
-        packed/                 tar.gz files built from multi-file outputs
+        packed/                 tar.gz files built from multi-file outputs (made then)
 ```
 The agent's own files sit outside anything the job can write or read, so a job can
 neither replace its log with a FIFO nor read another job's. Paths a job names are
@@ -86,8 +86,7 @@ class Workspace:
             os.mkdir(workspace.root, 0o700)
             os.mkdir(workspace.run_dir, 0o755)
             _new_file(workspace.progress_file, 0o644)
-            os.mkdir(workspace.private, 0o700)
-            os.mkdir(workspace.packed_dir, 0o700)
+            os.mkdir(workspace.private, 0o700)  # (packed/ only when an output is packed)
             _new_file(workspace.log_path, 0o600)
             if owner is not None and not owner.is_current():  # what hand_over would find
                 for path in made:
