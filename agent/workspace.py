@@ -127,11 +127,10 @@ class Workspace:
         return info if stat.S_ISREG(info.st_mode) else None
 
     def write_json(self, name: str, data: Any) -> None:
-        """Write ``name`` into the private directory atomically (temp file, then rename)."""
-        target = self.private / name
-        temp = target.with_name(f".{target.name}.tmp")
-        temp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-        os.replace(temp, target)
+        """Write ``name`` into the private directory. Only the agent reaches it and only
+        for this job, so no temp file and rename: a write cut short leaves a file only a
+        person debugging the job reads, and the directory goes with the job."""
+        (self.private / name).write_text(json.dumps(data, indent=2, default=str), "utf-8")
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
