@@ -1,12 +1,14 @@
 """The server calls' HTTP/1.1 transport against a server on 127.0.0.1 whose every
 answer the test writes byte for byte: connections kept and reused, given up when the
 server closes them, expired, marked ``Connection: close``, cut mid-answer, silent, or
-left mid-call by a cancelled request; bodies streamed, chunked, compressed; TLS."""
+left mid-call by a cancelled request; bodies streamed, chunked, compressed, sent from
+a file; TLS."""
 
 from __future__ import annotations
 
 import gzip
 import itertools
+import os
 import socket
 import ssl
 import threading
@@ -21,6 +23,7 @@ import pytest
 
 from agent.server import transport as transport_module
 from agent.server.client import ServerClient
+from agent.server.filebody import FILE_BODY, FileBody
 from agent.server.transport import KeepAliveTransport
 
 pytestmark = pytest.mark.anyio
@@ -408,6 +411,141 @@ async def test_chunked_compressed_and_informational_answers(
     assert (informed.status_code, informed.text) == (201, "after")
     assert informed.extensions["http_version"] == b"HTTP/1.1"
     assert server.connections == 1
+
+
+async def _never() -> AsyncIterator[bytes]:
+    """A streamed body that must not be read (the file route was to be taken)."""
+    raise AssertionError("the body was streamed, not sent from its file")
+    yield b""  # pragma: no cover
+
+
+async def file_call(
+    transport: httpx.AsyncBaseTransport,
+    url: str,
+    body: FileBody,
+    *,
+    stream: AsyncIterator[bytes] | None = None,
+    length: bool = True,
+    timeout: float = 5.0,
+) -> httpx.Response:
+    """A POST whose body is ``body``, as the server client sends an output."""
+    request = httpx.Request(
+        "POST",
+        url,
+        content=_never() if stream is None else stream,
+        headers={"Content-Length": str(body.size)} if length else None,
+        extensions={"timeout": httpx.Timeout(timeout).as_dict(), FILE_BODY: body},
+    )
+    response = await transport.handle_async_request(request)
+    await response.aread()
+    return response
+
+
+def _file(tmp_path: Path, data: bytes) -> int:
+    (tmp_path / "output.bin").write_bytes(data)
+    return os.open(tmp_path / "output.bin", os.O_RDONLY)
+
+
+async def test_a_file_body_goes_from_the_file_into_the_socket(
+    serve: Callable[..., RawServer], tmp_path: Path
+) -> None:
+    """On a plain connection the body is not streamed through Python; with or without
+    a length (chunked framing around it), it arrives whole, and the connection is kept."""
+    server = serve()
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    fd = _file(tmp_path, data)
+    told: list[int] = []
+    transport = KeepAliveTransport()
+    try:
+        sized = await file_call(transport, server.url, FileBody(fd, len(data), told.append))
+        chunked = await file_call(transport, server.url, FileBody(fd, len(data)), length=False)
+        after = await call(transport, server.url, content=b"ab")
+    finally:
+        await transport.aclose()
+        os.close(fd)
+    assert [sized.text, chunked.text, after.text] == [f"1 {len(data)}", f"2 {len(data)}", "3 2"]
+    assert server.seen[0].body == data and server.seen[1].body == data
+    assert (b"transfer-encoding", b"chunked") in server.seen[1].request.headers
+    assert sum(told) == len(data)
+    assert server.connections == 1
+
+
+async def test_over_tls_a_file_body_is_streamed(
+    serve: Callable[..., RawServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sendfile`` would pass TLS by: over ``https`` the body goes the streamed way."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(TLS / "localhost.pem"))
+    server = serve(tls=_server_tls())
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    fd = _file(tmp_path, data)
+    body = FileBody(fd, len(data))
+    transport = KeepAliveTransport()
+    try:
+        response = await file_call(transport, server.url, body, stream=body())
+    finally:
+        await transport.aclose()
+        os.close(fd)
+    assert response.text == f"1 {len(data)}"
+    assert server.seen[0].body == data
+
+
+@pytest.fixture
+def deaf() -> Iterator[tuple[str, list[socket.socket]]]:
+    """A server on 127.0.0.1 that accepts connections and never reads from them."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", accepted
+    listener.close()
+    for sock in accepted:
+        sock.close()
+
+
+async def test_a_file_body_the_server_does_not_take_is_a_write_timeout(
+    deaf: tuple[str, list[socket.socket]], tmp_path: Path
+) -> None:
+    url, _ = deaf
+    fd = os.open(tmp_path / "big.bin", os.O_RDWR | os.O_CREAT)
+    os.ftruncate(fd, 256 << 20)
+    transport = KeepAliveTransport()
+    try:
+        with anyio.fail_after(30), pytest.raises(httpx.WriteTimeout):
+            await file_call(transport, url, FileBody(fd, 256 << 20), timeout=0.3)
+    finally:
+        await transport.aclose()
+        os.close(fd)
+
+
+async def test_a_cancelled_file_upload_closes_its_connection(
+    deaf: tuple[str, list[socket.socket]], tmp_path: Path
+) -> None:
+    """Cancelled mid-body, the call returns (its sending thread stopped first) and the
+    connection is closed: the server sees its end, and the next call gets a new one."""
+    url, accepted = deaf
+    fd = os.open(tmp_path / "big.bin", os.O_RDWR | os.O_CREAT)
+    os.ftruncate(fd, 256 << 20)
+    transport = KeepAliveTransport()
+    try:
+        with anyio.fail_after(30):
+            with anyio.move_on_after(0.3) as scope:
+                await file_call(transport, url, FileBody(fd, 256 << 20), timeout=60)
+            assert scope.cancelled_caught
+            assert not any(transport._idle.values())  # not kept for reuse
+            server_end = accepted[0]
+            server_end.settimeout(10)
+            while server_end.recv(1 << 20):  # what was sent, then the end
+                pass
+    finally:
+        await transport.aclose()
+        os.close(fd)
 
 
 def _server_tls() -> ssl.SSLContext:

@@ -38,15 +38,13 @@ from agent.server.errors import (
     error_for,
     retry_delay,
 )
+from agent.server.filebody import FILE_BODY, FileBody
 from agent.server.link import CallObserver, ServerLink, call_name
 from agent.server.models import Job, Node, OutputInfo, Template, Tokens
 from agent.server.transport import DeferredTransport, KeepAliveTransport
 from executors.safefiles import open_regular
 
 CHUNK_SIZE = 256 * 1024
-UPLOAD_CHUNK = 1024 * 1024
-"""Bytes read (in a worker thread) and sent at once in an upload: fewer thread hops
-and socket writes per GiB, a few MiB of memory at most."""
 LOGIN_WAIT_MAX = 2.0
 """Longest pause between start-up login attempts, so giving up comes soon after
 ``server.startup_timeout``."""
@@ -178,9 +176,7 @@ class ServerClient:
             request_headers["Authorization"] = f"Bearer {auth}"
         began = time.monotonic()
         try:
-            response = await self._exchange(
-                method, path, json, content() if content is not None else None, request_headers
-            )
+            response = await self._exchange(method, path, json, content, request_headers)
         except httpx.TransportError as exc:
             unreachable = ServerUnreachable(method, path, exc)
             self._observe(method, path, None, began, str(unreachable))
@@ -193,7 +189,7 @@ class ServerClient:
         method: str,
         path: str,
         json: Any,
-        content: AsyncIterator[bytes] | None,
+        content: Callable[[], AsyncIterator[bytes]] | None,
         headers: dict[str, str],
     ) -> httpx.Response:
         """One request to the server and its whole answer, read.
@@ -206,19 +202,16 @@ class ServerClient:
         a short job.
         """
         url = httpx.URL(self.url + path)
+        stream = content() if content is not None else None
         if self._direct is None:
-            return await self._http.request(
-                method, url, json=json, content=content, headers=headers
-            )
+            return await self._http.request(method, url, json=json, content=stream, headers=headers)
         merged = self._http.headers.copy()
         merged.update(headers)
+        extensions: dict[str, Any] = {"timeout": self._timeout}
+        if isinstance(content, FileBody):  # the transport may send it from the file
+            extensions[FILE_BODY] = content
         request = httpx.Request(
-            method,
-            url,
-            json=json,
-            content=content,
-            headers=merged,
-            extensions={"timeout": self._timeout},
+            method, url, json=json, content=stream, headers=merged, extensions=extensions
         )
         response = await self._direct.handle_async_request(request)
         response.request = request
@@ -518,16 +511,7 @@ class ServerClient:
             finally:
                 os.close(fd)
         size = os.fstat(source).st_size
-
-        async def chunks() -> AsyncIterator[bytes]:
-            offset = 0
-            while offset < size:
-                want = min(UPLOAD_CHUNK, size - offset)
-                chunk = await anyio.to_thread.run_sync(os.pread, source, want, offset)
-                if self.observer is not None:
-                    self.observer.sent(want)
-                yield chunk or bytes(want)
-                offset += len(chunk) or want
+        body = FileBody(source, size, self.observer.sent if self.observer is not None else None)
 
         headers = {
             "Content-Disposition": f"attachment; filename={_safe_filename(filename or 'output')}",
@@ -538,7 +522,7 @@ class ServerClient:
             "POST",
             _output_path(pk, name, type_),
             node=node,
-            content=chunks,
+            content=body,
             headers=headers,
             policy=self._policies.long,
         )

@@ -21,12 +21,14 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.abc
 import h11
 import httpx
+
+from agent.server.filebody import FILE_BODY, FileBody, send_parts
 
 #: Seconds an idle connection is kept for reuse (``httpx``'s default keep-alive expiry):
 #: servers close idle connections after a while, and reusing one just as the server
@@ -50,6 +52,8 @@ class _Connection:
     protocol: h11.Connection
     socket: Any
     """The stream's socket (asyncio's wrapper of it), polled while the connection is idle."""
+    plain: bool = False
+    """No TLS on it: a request's file body may go straight into the socket."""
     idle_since: float = 0.0
 
 
@@ -146,7 +150,8 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                 f"connecting to {host}:{port}: {exc}", request=request
             ) from exc
         raw_socket = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)  # noqa: S610 (not Django)
-        return _Connection(stream, h11.Connection(h11.CLIENT), raw_socket)
+        plain = context is None and raw_socket is not None
+        return _Connection(stream, h11.Connection(h11.CLIENT), raw_socket, plain)
 
 
 async def _exchange(
@@ -162,6 +167,9 @@ async def _exchange(
         )
     )
     write_timeout = timeouts.get("write")
+    file_body = request.extensions.get(FILE_BODY)
+    if isinstance(file_body, FileBody) and connection.plain:
+        return await _exchange_from_file(connection, request, head, file_body, timeouts)
     try:
         body = request.content
     except httpx.RequestNotRead:  # a streamed body (an upload): sent as it comes
@@ -184,6 +192,33 @@ async def _exchange(
             await _send(connection.stream, b"".join(parts), write_timeout, request)
     except h11.LocalProtocolError as exc:  # a body longer or shorter than announced
         raise httpx.LocalProtocolError(str(exc), request=request) from exc
+    return await _answer(connection, request, timeouts.get("read"))
+
+
+async def _exchange_from_file(
+    connection: _Connection,
+    request: httpx.Request,
+    head: bytes,
+    body: FileBody,
+    timeouts: dict[str, float | None],
+) -> httpx.Response:
+    """:func:`_exchange` for a request whose body is a file, on a connection without
+    TLS: the head and the file go out in one worker thread (:func:`send_parts`)."""
+    protocol = connection.protocol
+    try:
+        # h11's way for sendfile: the body stands in for its bytes, and comes back
+        # among the pieces to send (with any framing around it).
+        framed = protocol.send_with_data_passthrough(h11.Data(data=cast("bytes", body)))
+        end = protocol.send(h11.EndOfMessage())
+    except h11.LocalProtocolError as exc:  # a body longer or shorter than announced
+        raise httpx.LocalProtocolError(str(exc), request=request) from exc
+    parts: list[bytes | FileBody] = [head, *(framed or ()), end or b""]
+    try:
+        await send_parts(connection.socket.fileno(), [p for p in parts if p], timeouts.get("write"))
+    except TimeoutError as exc:
+        raise httpx.WriteTimeout("sending the request timed out", request=request) from exc
+    except OSError as exc:
+        raise httpx.WriteError(f"sending the request failed: {exc}", request=request) from exc
     return await _answer(connection, request, timeouts.get("read"))
 
 
