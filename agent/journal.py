@@ -56,13 +56,10 @@ class Journal:
         except FileNotFoundError:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd = os.open(temp, _WRITE_NEW, 0o666)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
             os.fsync(fd)
-        finally:
-            os.close(fd)
         os.replace(temp, target)
 
     def read(self, node: int) -> JournalEntry | None:

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import stat
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,9 +89,7 @@ class Workspace:
             _new_file(workspace.progress_file, 0o644)
             os.mkdir(workspace.private, 0o700)  # (packed/ only when an output is packed)
             _new_file(workspace.log_path, 0o600)
-            if owner is not None and not owner.is_current():  # what hand_over would find
-                for path in made:
-                    os.lchown(path, owner.uid, owner.gid)
+            workspace._give(made)  # all there is under it yet: no walk needed
         except OSError as exc:
             raise NodeError(
                 f"cannot create job directory {workspace.root}: {exc.strerror}"
@@ -99,13 +98,23 @@ class Workspace:
 
     def hand_over(self) -> None:
         """Give everything under the job's directory to the job user (no link followed)."""
+        self._give(self._everything())
+
+    def _everything(self) -> Iterator[str | Path]:
+        """The job's directory and all under it (walked only as it is consumed)."""
+        yield self.root
+        for directory, subdirs, files in os.walk(self.root):
+            for name in (*subdirs, *files):
+                yield os.path.join(directory, name)
+
+    def _give(self, paths: Iterable[str | Path]) -> None:
+        """``paths`` to the job user, when that is another account (no link followed);
+        ``paths`` is not consumed otherwise."""
         owner = self.owner
         if owner is None or owner.is_current():
             return
-        os.lchown(self.root, owner.uid, owner.gid)
-        for directory, subdirs, files in os.walk(self.root):
-            for name in (*subdirs, *files):
-                os.lchown(os.path.join(directory, name), owner.uid, owner.gid)
+        for path in paths:
+            os.lchown(path, owner.uid, owner.gid)
 
     def log_size(self) -> int:
         """Bytes of the job's log as kept (0 when there is none)."""

@@ -16,10 +16,11 @@ that the server marked ``Connection: close`` is closed, never reused.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -213,12 +214,8 @@ async def _exchange_from_file(
     except h11.LocalProtocolError as exc:  # a body longer or shorter than announced
         raise httpx.LocalProtocolError(str(exc), request=request) from exc
     parts: list[bytes | FileBody] = [head, *(framed or ()), end or b""]
-    try:
+    with _writing(request):
         await send_parts(connection.socket.fileno(), [p for p in parts if p], timeouts.get("write"))
-    except TimeoutError as exc:
-        raise httpx.WriteTimeout("sending the request timed out", request=request) from exc
-    except OSError as exc:
-        raise httpx.WriteError(f"sending the request failed: {exc}", request=request) from exc
     return await _answer(connection, request, timeouts.get("read"))
 
 
@@ -280,9 +277,15 @@ async def _next_event(
 async def _send(
     stream: anyio.abc.ByteStream, data: bytes, timeout: float | None, request: httpx.Request
 ) -> None:
+    with _writing(request), anyio.fail_after(timeout):
+        await stream.send(data)
+
+
+@contextlib.contextmanager
+def _writing(request: httpx.Request) -> Iterator[None]:
+    """A failure to send ``request`` as ``httpx``'s own write errors."""
     try:
-        with anyio.fail_after(timeout):
-            await stream.send(data)
+        yield
     except TimeoutError as exc:
         raise httpx.WriteTimeout("sending the request timed out", request=request) from exc
     except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
