@@ -489,70 +489,178 @@ def noisy(quick: bool) -> Outcome:
 # ----------------------------------------------------------------- contention
 
 
-def contention(quick: bool) -> Outcome:
-    agents, slots = 4, 2
-    jobs = 40 if quick else 400
-    seconds = 0.05
-    ideal = jobs * seconds / (agents * slots)
-    out = Outcome("contention")
-    with bench_dir("contention") as folder, devserver(folder / "server") as server:
+@dataclass
+class Crowd:
+    """One contention round: ``jobs`` jobs of ``sleep`` on one queue, taken by several
+    agents (or minimal scripts) started together."""
+
+    who: str
+    wall: float
+    """First acquire to last finish, from the server's record of the calls."""
+    process_wall: float
+    """First process start to last exit (start-ups included)."""
+    cpu: float
+    server_cpu: float
+    seen: list[Seen]
+    records: list[tuple[int, int, str, str, str | None]]
+    pks: list[int]
+    problems: list[str]
+    machine_busy: float
+
+
+def _crowd(
+    folder: Path, jobs: int, seconds: float, runners: int, slots: int, *, floor: bool
+) -> Crowd:
+    """Run ``jobs`` jobs of ``sleep seconds`` with ``runners`` agents of ``slots`` slots, or
+    (``floor``) with ``runners * slots`` minimal scripts, on a devserver of its own."""
+    with devserver(folder / "server") as server:
         admin = Admin(server)
         pks = [admin.create_job(f"sleep {seconds}") for _ in range(jobs)]
         admin.close()
         server.requests()
         server_cpu = server.cpu_seconds()
-        configs = [
-            agent_config(
-                folder / f"agent{i}", server.url, *server.node, ip=f"127.0.0.{11 + i}", slots=slots
-            )
-            for i in range(agents)
-        ]
-        procs = [agent(config) for config in configs]
-        for proc in procs:
-            proc.wait(600)
+        machine_cpu = _machine_cpu()
+        problems: list[str] = []
+        if floor:
+            procs = [
+                Measured(
+                    [
+                        PYTHON,
+                        "-m",
+                        "bench.floor_client",
+                        server.url,
+                        *server.node,
+                        f"127.0.0.{11 + n}",
+                        str(n),
+                        f"sleep {seconds}",
+                    ]
+                )
+                for n in range(runners * slots)
+            ]
+            codes = [proc.wait(600) for proc in procs]
+            problems += [f"floor script exited {code}" for code in codes if code != 0]
+            who = f"{runners * slots} minimal scripts"
+        else:
+            configs = [
+                agent_config(
+                    folder / f"agent{n}",
+                    server.url,
+                    *server.node,
+                    ip=f"127.0.0.{11 + n}",
+                    slots=slots,
+                )
+                for n in range(runners)
+            ]
+            procs = [agent(config) for config in configs]
+            for proc in procs:
+                proc.wait(600)
+            problems += [p for config in configs for p in agent_problems(config)]
+            who = f"{runners} agents of {slots} slots"
         server_cpu = server.cpu_seconds() - server_cpu
+        machine_cpu = _machine_cpu() - machine_cpu
         seen = server.requests()
-        problems = [p for config in configs for p in agent_problems(config)]
         with sqlite3.connect(
             f"file:{folder / 'server' / 'devserver.sqlite3'}?mode=ro", uri=True
         ) as db:
             records = db.execute(
                 "SELECT pk, node, start_time, end_time, error_reason FROM jobs"
             ).fetchall()
-        agent_cpu = sum(p.cpu() for p in procs)
-        process_wall = max(p.ended or 0 for p in procs) - min(p.started for p in procs)
-    acquired, started, finished = (job_calls(seen, a) for a in ("acquire", "start", "finish"))
-    conflicts = sum(1 for s in seen if "/acquire" in s.path and s.status != 200)
-    twice = [pk for pk in pks if acquired[pk] > 1 or started[pk] > 1 or finished[pk] > 1]
-    not_done = [pk for pk in pks if finished[pk] == 0]
-    bad_records = [r for r in records if r[0] in set(pks) and (not r[2] or not r[3] or r[4])]
+    process_wall = max(p.ended or 0 for p in procs) - min(p.started for p in procs)
     first = min(s.time for s in seen if "/acquire" in s.path and s.status == 200)
     last = max(s.time for s in seen if "/finish" in s.path)
-    wall = last - first
-    efficiency = ideal / wall
-    by_node = Counter(r[1] for r in records if r[0] in set(pks))
+    return Crowd(
+        who=who,
+        wall=last - first,
+        process_wall=process_wall,
+        cpu=sum(p.cpu() for p in procs),
+        server_cpu=server_cpu,
+        seen=seen,
+        records=records,
+        pks=pks,
+        problems=problems,
+        machine_busy=machine_cpu / process_wall,
+    )
+
+
+def contention(quick: bool) -> Outcome:
+    agents, slots = 4, 2
+    jobs = 40 if quick else 400
+    seconds = 0.05
+    ideal = jobs * seconds / (agents * slots)
+    rounds = 1 if quick else ROUNDS
+    out = Outcome("contention")
+    pairs: list[tuple[Crowd, Crowd]] = []
+    with bench_dir("contention") as folder:
+        for n in range(rounds):  # agents and scripts in turn: both see the same moments
+            crowd = _crowd(folder / f"agents{n}", jobs, seconds, agents, slots, floor=False)
+            floors = _crowd(folder / f"floors{n}", jobs, seconds, agents, slots, floor=True)
+            pairs.append((crowd, floors))
+
+    def efficiency(pair: tuple[Crowd, Crowd]) -> float:
+        return ideal / pair[0].wall
+
+    crowd, floors = median_round(pairs, efficiency)
+    doubles: list[int] = []
+    unfinished: list[int] = []
+    bad: list[tuple[int, int, str, str, str | None]] = []
+    for each, _ in pairs:  # every agents' round is checked for duplicates
+        acquired, started, finished = (
+            job_calls(each.seen, a) for a in ("acquire", "start", "finish")
+        )
+        doubles += [
+            pk for pk in each.pks if acquired[pk] > 1 or started[pk] > 1 or finished[pk] > 1
+        ]
+        unfinished += [pk for pk in each.pks if finished[pk] == 0]
+        ours = set(each.pks)
+        bad += [r for r in each.records if r[0] in ours and (not r[2] or not r[3] or r[4])]
+    ratio = ideal / crowd.wall
     out.row(
-        f"{wall:.2f} s for {jobs} \u00d7 sleep {seconds} on {agents}\u00d7{slots} slots",
+        f"{crowd.wall:.2f} s for {jobs} \u00d7 sleep {seconds} on {agents}\u00d7{slots} slots",
         f"ideal {ideal:.2f} s",
-        f"{efficiency * 100:.0f}% of ideal",
+        f"{ratio * 100:.0f}% of ideal",
         "≥ 70%",
-        efficiency >= 0.7 and not twice and not not_done,
+        ratio >= 0.7 and not doubles and not unfinished,
     )
     out.row(
-        f"{len(twice)} jobs acquired/started/finished twice, {len(not_done)} unfinished, "
-        f"{len(bad_records)} bad records",
+        f"{len(doubles)} jobs acquired/started/finished twice, {len(unfinished)} unfinished, "
+        f"{len(bad)} bad records" + (f" (all {rounds} rounds)" if rounds > 1 else ""),
         target="0 duplicates",
-        passed=not twice and not not_done and not bad_records,
+        passed=not doubles and not unfinished and not bad,
     )
-    out.row(f"server CPU {server_cpu / process_wall * 100:.0f}% of a core")
+    out.row(f"server CPU {crowd.server_cpu / crowd.process_wall * 100:.0f}% of a core")
+    out.row(
+        f"{floors.wall:.2f} s by {floors.who} on one queue",
+        f"ideal {ideal:.2f} s",
+        f"{ideal / floors.wall * 100:.0f}% of ideal",
+        "report",
+    )
+    if rounds > 1:
+        out.note(
+            f"{rounds} rounds, agents then minimal scripts in each: agents "
+            + ", ".join(f"{ideal / a.wall * 100:.0f}%" for a, _ in pairs)
+            + "; scripts "
+            + ", ".join(f"{ideal / f.wall * 100:.0f}%" for _, f in pairs)
+            + " of ideal; the rows and the lines below are the median agents' round's"
+        )
+    conflicts = sum(1 for s in crowd.seen if "/acquire" in s.path and s.status != 200)
+    by_node = Counter(r[1] for r in crowd.records if r[0] in set(crowd.pks))
     out.note(
-        f"first acquire → last finish {wall:.2f} s; whole processes (start-up included) "
-        f"{process_wall:.2f} s = {ideal / process_wall * 100:.0f}% of ideal; {conflicts} "
-        f"acquire conflicts (another node won); jobs per node {sorted(by_node.values())}; "
-        f"agents' CPU {agent_cpu:.2f} s in all ({agent_cpu / jobs * 1000:.1f} ms/job); "
-        f"server CPU {server_cpu:.2f} s; {len(seen) / jobs:.2f} calls/job "
-        f"({per_job_calls(seen, jobs)})"
+        f"first acquire → last finish {crowd.wall:.2f} s; whole processes (start-up included) "
+        f"{crowd.process_wall:.2f} s = {ideal / crowd.process_wall * 100:.0f}% of ideal; "
+        f"{conflicts} acquire conflicts (another node won); jobs per node "
+        f"{sorted(by_node.values())}; agents' CPU {crowd.cpu:.2f} s in all "
+        f"({crowd.cpu / jobs * 1000:.1f} ms/job); server CPU {crowd.server_cpu:.2f} s; "
+        f"machine busy {crowd.machine_busy:.2f} of {psutil.cpu_count()} cores; "
+        f"{len(crowd.seen) / jobs:.2f} calls/job ({per_job_calls(crowd.seen, jobs)})"
     )
+    out.note(
+        f"for reference, the same jobs taken by {floors.who} (the overhead bench's floor, "
+        f"each running `sh -c 'sleep {seconds}'`): first acquire → last finish "
+        f"{floors.wall:.2f} s; their CPU {floors.cpu / jobs * 1000:.1f} ms/job; server CPU "
+        f"{floors.server_cpu:.2f} s; machine busy {floors.machine_busy:.2f} cores; "
+        f"{len(floors.seen) / jobs:.2f} calls/job"
+    )
+    problems = crowd.problems + floors.problems
     if problems:
-        out.note(f"agents logged: {'; '.join(sorted(set(problems))[:6])}")
+        out.note(f"logged: {'; '.join(sorted(set(problems))[:6])}")
     return out

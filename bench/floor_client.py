@@ -5,11 +5,12 @@ list the pending jobs, acquire the oldest, start it, post one progress, run it w
 ``subprocess.run``, upload its log, finish it; until the list is empty. Nothing else:
 no retries, no journal, no sandbox. Prints the number of jobs run.
 
-    python -m bench.floor_client URL USER PASSWORD NODE_IP [INDEX]
+    python -m bench.floor_client URL USER PASSWORD NODE_IP [INDEX [COMMAND]]
 
-Several may share one queue (the throughput bench's reference): the one of ``INDEX``
-(default 0) takes the list's job of that position (or its last), and another job when
-a script of another index acquired it first.
+Several may share one queue (the throughput and contention benches' references): the one
+of ``INDEX`` (default 0) takes the list's job of that position (or its last), and another
+job when a script of another index acquired it first. Each job runs ``true``, or
+``sh -c COMMAND`` when a command is given (the jobs' command, as the agent runs it).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ PENDING = {
 }
 
 
-def main(url: str, user: str, password: str, ip: str, index: str = "0") -> int:
+def main(url: str, user: str, password: str, ip: str, index: str = "0", command: str = "") -> int:
+    argv = ["sh", "-c", command] if command else ["true"]
     done = 0
     with httpx.Client(base_url=url, timeout=60) as http:
         login = http.post("/v1/auth/obtain", json={"username": user, "password": password})
@@ -69,7 +71,7 @@ def main(url: str, user: str, password: str, ip: str, index: str = "0") -> int:
             http.post(
                 f"/v1/jobs/{pk}/progress/0.0", json={"message": "started"}, headers=node
             ).raise_for_status()
-            run = subprocess.run(["true"], capture_output=True, check=False)
+            run = subprocess.run(argv, capture_output=True, check=False)
             log = run.stdout + run.stderr or b"(no output)\n"
             http.post(
                 f"/v1/jobs/{pk}/outputs/log/str",
@@ -91,4 +93,4 @@ def main(url: str, user: str, password: str, ip: str, index: str = "0") -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(*sys.argv[1:6]))
+    raise SystemExit(main(*sys.argv[1:7]))

@@ -58,6 +58,8 @@ def test_every_bench_runs_to_its_rows_in_one_command() -> None:
     assert broken == []
     assert all(len(row) == 6 and row[5] in ("pass", "MISS", "—") for row in rows), rows
     assert "left running" not in done.stdout
+    references = [row[1] for row in rows if row[0] == "contention"]
+    assert any("minimal scripts on one queue" in figure for figure in references)
     assert done.stdout.rstrip().splitlines()[-1].startswith("missed: ")
     assert ("missed: none" in done.stdout) == (done.returncode == MET)
 
