@@ -162,12 +162,6 @@ def describe(batch: Batch) -> str:
     return text
 
 
-_ONE_SLOT: dict[int, Batch] = {}
-"""The 1-slot agent batch of this run, by job count (throughput reuses overhead's)."""
-_FLOOR: dict[int, Batch] = {}
-"""The floor script's batch of the same round, by job count."""
-
-
 def overhead(quick: bool) -> Outcome:
     jobs, rounds = (30, 1) if quick else (300, ROUNDS)
     out = Outcome("overhead")
@@ -184,8 +178,6 @@ def overhead(quick: bool) -> Outcome:
         return pair[0].rate / pair[1].rate
 
     floor, one = median_round(pairs, ratio_of)
-    _ONE_SLOT[jobs] = one
-    _FLOOR[jobs] = floor
     ratio = ratio_of((floor, one))
     all_finished = all(agent_run.finished == jobs for _, agent_run in pairs)
     out.row(
@@ -249,26 +241,53 @@ def overhead_ufdl(quick: bool) -> Outcome:
     return out
 
 
+@dataclass
+class Scaling:
+    """One throughput round: the same jobs by 1 slot, 2 slots, 2 agents of 1 slot, one
+    floor script and two floor scripts, in that order."""
+
+    one: Batch
+    two: Batch
+    apart: Batch
+    floor: Batch
+    floors: Batch
+
+    @property
+    def gain(self) -> float:
+        return self.two.rate / self.one.rate
+
+
+def _scaling(folder: Path, jobs: int) -> Scaling:
+    batches: list[Batch] = []
+    for name, floor, slots, agents in (
+        ("one", False, 1, 1),
+        ("two", False, 2, 1),
+        ("apart", False, 1, 2),
+        ("floor", True, 1, 1),
+        ("floors", True, 1, 2),
+    ):
+        with devserver(folder / name) as server:
+            batches.append(
+                run_batch(server, folder / name, jobs, floor=floor, slots=slots, agents=agents)
+            )
+    return Scaling(*batches)
+
+
 def throughput(quick: bool) -> Outcome:
-    jobs = 30 if quick else 300
+    jobs, rounds = (30, 1) if quick else (300, ROUNDS)
     out = Outcome("throughput")
     with bench_dir("throughput") as folder:
-        one, floor = _ONE_SLOT.get(jobs), _FLOOR.get(jobs)
-        if one is None or floor is None:
-            with devserver(folder / "floor") as server:
-                floor = run_batch(server, folder / "floor", jobs, floor=True)
-            with devserver(folder / "one") as server:
-                one = run_batch(server, folder / "one", jobs, floor=False)
-            out.note(describe(one))
-        else:
-            out.note("1-slot and floor figures: the overhead bench's median round")
-        with devserver(folder / "two") as server:
-            two = run_batch(server, folder / "two", jobs, floor=False, slots=2)
-        with devserver(folder / "apart") as server:
-            apart = run_batch(server, folder / "apart", jobs, floor=False, agents=2)
-        with devserver(folder / "floors") as server:
-            floors = run_batch(server, folder / "floors", jobs, floor=True, agents=2)
-    ratio = two.rate / one.rate
+        # every batch in each round: a ratio compares figures of the same moments
+        measured = [_scaling(folder / f"round{n}", jobs) for n in range(rounds)]
+    scaling = median_round(measured, lambda each: each.gain)
+    one, two, apart, floor, floors = (
+        scaling.one,
+        scaling.two,
+        scaling.apart,
+        scaling.floor,
+        scaling.floors,
+    )
+    ratio = scaling.gain
     out.row(
         f"{two.rate:.1f} jobs/s (2 slots)",
         f"{one.rate:.1f} jobs/s (1 slot)",
@@ -289,6 +308,15 @@ def throughput(quick: bool) -> Outcome:
         fmt_ratio(floors.rate / floor.rate),
         "report",
     )
+    if rounds > 1:
+        out.note(
+            f"{rounds} rounds (1 slot, 2 slots, 2 agents, 1 floor script, 2 floor scripts "
+            f"in each): 2 slots {fmt_ratios([each.gain for each in measured])}; 2 agents "
+            f"{fmt_ratios([each.apart.rate / each.one.rate for each in measured])}; 2 floor "
+            f"scripts {fmt_ratios([each.floors.rate / each.floor.rate for each in measured])}"
+            "; the rows and the lines below are the median round's (by the 2-slot gain)"
+        )
+    out.note(describe(one))
     out.note(describe(two))
     out.note(
         f"{describe(apart)}. For reference: what running each slot in a process of its "
