@@ -681,7 +681,8 @@ def fmt_ratio(value: float) -> str:
 
 ROUNDS = 3
 """Rounds of the benches whose figure moves most from run to run on a small VM (overhead,
-noisy): floor and agent measured in turn, the table shows the median round."""
+throughput, noisy, log, upload, contention): floor and agent measured in turn, the table
+shows the median round."""
 
 _R = TypeVar("_R")
 
