@@ -72,9 +72,9 @@ while os.splice(0, out, 65536):
     pass
 print(time.process_time() - began)
 """
-"""Less than any reader can pay that sees the bytes: the kernel moves the pipe's pages
-into the file (``splice``), no byte is copied to or from the process; its CPU time as
-:data:`COPIER`'s."""
+"""The kernel's copy alone: the pipe spliced into the file, no byte copied to or from
+the process (a reader that must see the bytes, as the agent must to mask secrets, does
+that copy and its own on top); its CPU time as :data:`COPIER`'s."""
 
 
 def _generator(shared: Path) -> Path:
@@ -106,6 +106,22 @@ def settle_page_cache() -> None:
         Path("/proc/sys/vm/drop_caches").write_text("1\n")
 
 
+def _copy_cpu(script: Path, text: str, generate: str, sink: Path, size: int) -> float:
+    """CPU seconds the copier ``text`` (saved as ``script``) reports for the output of
+    ``generate`` piped into it and written to ``sink`` (checked for ``size``, removed)."""
+    script.write_text(text)
+    settle_page_cache()
+    copied = subprocess.run(
+        ["sh", "-c", f"{generate} | {PYTHON} {script} {sink}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert sink.stat().st_size == size, sink.stat().st_size
+    sink.unlink()
+    return float(copied.stdout.strip())
+
+
 def _log_case(folder: Path, mode: str, mib: int) -> dict[str, Any]:
     shared = shared_dir(folder)
     generate = f"python3 {_generator(shared)} {mode} {mib}"
@@ -121,33 +137,10 @@ def _log_case(folder: Path, mode: str, mib: int) -> dict[str, Any]:
     assert sink.stat().st_size == size, sink.stat().st_size
     sink.unlink()
 
-    # the bare copy: the pipe read and the file written by a loop doing nothing else
-    copier = shared / "copier.py"
-    copier.write_text(COPIER)
-    settle_page_cache()
-    copied = subprocess.run(
-        ["sh", "-c", f"{generate} | {PYTHON} {copier} {sink}"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    copy_cpu = float(copied.stdout.strip())
-    assert sink.stat().st_size == size, sink.stat().st_size
-    sink.unlink()
-
-    # the kernel's copy alone: the pipe spliced into the file, nothing seen by a process
-    splicer = shared / "splicer.py"
-    splicer.write_text(SPLICER)
-    settle_page_cache()
-    spliced = subprocess.run(
-        ["sh", "-c", f"{generate} | {PYTHON} {splicer} {sink}"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    splice_cpu = float(spliced.stdout.strip())
-    assert sink.stat().st_size == size, sink.stat().st_size
-    sink.unlink()
+    # the bare copy: the pipe read and the file written by a loop doing nothing else;
+    # and the kernel's copy alone: the pipe spliced into the file
+    copy_cpu = _copy_cpu(shared / "copier.py", COPIER, generate, sink, size)
+    splice_cpu = _copy_cpu(shared / "splicer.py", SPLICER, generate, sink, size)
 
     # the agent
     t0, t1 = shared / f"agent-{mode}.t0", shared / f"agent-{mode}.t1"
