@@ -92,10 +92,7 @@ def run_batch(
     base = [int(part) for part in ip.split(".")]
     ips = [".".join(map(str, [*base[:3], base[3] + n])) for n in range(agents)]
     if floor:
-        procs = [
-            Measured([PYTHON, "-m", "bench.floor_client", server.url, *server.node, ips[n], str(n)])
-            for n in range(agents)
-        ]
+        procs = [Measured(floor_script(server, ips[n], n)) for n in range(agents)]
         codes = [proc.wait(600) for proc in procs]
         who = "floor script" if agents == 1 else f"{agents} floor scripts"
         problems += [f"floor script exited {code}" for code in codes if code != 0]
@@ -132,6 +129,13 @@ def run_batch(
         problems=problems,
         machine_cpu=machine_cpu,
     )
+
+
+def floor_script(server: Server, ip: str, index: int, command: str = "") -> list[str]:
+    """The command line of one minimal script (:mod:`bench.floor_client`) on ``server``:
+    node ``ip``, taking the list's job at ``index``, running ``command`` (``true`` when
+    empty)."""
+    return [PYTHON, "-m", "bench.floor_client", server.url, *server.node, ip, str(index), command]
 
 
 def _machine_cpu() -> float:
@@ -551,18 +555,7 @@ def _crowd(
         problems: list[str] = []
         if floor:
             procs = [
-                Measured(
-                    [
-                        PYTHON,
-                        "-m",
-                        "bench.floor_client",
-                        server.url,
-                        *server.node,
-                        f"127.0.0.{11 + n}",
-                        str(n),
-                        f"sleep {seconds}",
-                    ]
-                )
+                Measured(floor_script(server, f"127.0.0.{11 + n}", n, f"sleep {seconds}"))
                 for n in range(runners * slots)
             ]
             codes = [proc.wait(600) for proc in procs]
